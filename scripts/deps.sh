@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs: Debian packages (network lab tools and
+# the third-party peers the servers are tested against) and Go tools.
+# Idempotent: packages already present are not reinstalled, and services the
+# packages would start are kept from starting (the tests start their own).
+set -euo pipefail
+
+APT_PACKAGES=(
+  iproute2 nftables            # NAT lab
+  coturn                       # turnserver / turnutils_uclient (turnd + stund interop, benchmarks)
+  mosquitto mosquitto-clients  # foreign broker and clients (mqttd interop, benchmarks)
+  ca-certificates
+)
+GO_TOOLS=(
+  honnef.co/go/tools/cmd/staticcheck@latest
+  github.com/pion/stun/v3/cmd/stun-nat-behaviour@v3.1.7
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  # Keep package maintainer scripts from starting daemons (coturn, mosquitto):
+  # tests start their own instances on their own ports.
+  policy=/usr/sbin/policy-rc.d
+  restore=""
+  if [[ -e $policy ]]; then restore=$(mktemp); cp -p "$policy" "$restore"; fi
+  printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"
+  trap 'if [[ -n "$restore" ]]; then mv "$restore" "$policy"; else rm -f "$policy"; fi' EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Stop daemons a package may have started anyway (only ones the package owns).
+for svc in coturn mosquitto; do
+  if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+done
+
+gobin=$(go env GOPATH)/bin
+for tool in "${GO_TOOLS[@]}"; do
+  name=${tool%@*}; name=${name##*/}
+  if [[ ! -x $gobin/$name ]]; then
+    echo "deps: go install $tool"
+    go install "$tool"
+  fi
+done
+echo "deps: ok"
