@@ -1,0 +1,181 @@
+package mqttbroker
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// refusedFilter replaces a subscription filter that is over the
+// per-client subscription limit, so that mochi's own ACL pass refuses it
+// with a per-filter reason code in SUBACK.
+const refusedFilter = "$mqttd/refused"
+
+// hook is the mochi hook that carries auth, ACL, limits and their metrics.
+type hook struct {
+	mqtt.HookBase
+	srv      *mqtt.Server
+	auth     *authenticator // nil: no users file
+	anon     bool
+	acl      *ACL
+	limits   Limits
+	metrics  *metrics
+	log      *slog.Logger
+	throttle *logThrottle
+
+	mu      sync.Mutex
+	buckets map[*mqtt.Client]*bucket
+}
+
+func (h *hook) ID() string { return "mqttd" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnectAuthenticate,
+		mqtt.OnACLCheck,
+		mqtt.OnSubscribe,
+		mqtt.OnPublish,
+		mqtt.OnDisconnect,
+		mqtt.OnPublishDropped,
+	}, []byte{b})
+}
+
+// logLimit writes at most one line per limit kind per second.
+func (h *hook) logLimit(kind, msg string, args ...any) {
+	ok, suppressed := h.throttle.allow(kind, time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed_since_last", suppressed)
+	}
+	h.log.Warn(msg, append([]any{"limit", kind}, args...)...)
+}
+
+func (h *hook) refuse(kind, msg string, args ...any) {
+	h.metrics.limitRefusals.WithLabelValues(kind).Inc()
+	h.logLimit(kind, msg, args...)
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	if user == "" && len(pk.Connect.Password) == 0 && h.anon {
+		return true
+	}
+	if user != "" && h.auth != nil {
+		if _, ok := h.auth.check(user, pk.Connect.Password); ok {
+			return true
+		}
+	}
+	h.metrics.authFailures.Inc()
+	if ok, _ := h.throttle.allow("auth", time.Now()); ok {
+		h.log.Info("login refused", "client", cl.ID, "remote", cl.Net.Remote, "username", user, "anonymous", user == "")
+	}
+	return false
+}
+
+func (h *hook) who(cl *mqtt.Client) Who {
+	w := Who{Username: string(cl.Properties.Username), ClientID: cl.ID}
+	if h.auth != nil && w.Username != "" {
+		w.Admin = h.auth.users[w.Username].Admin
+	}
+	return w
+}
+
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if topic == refusedFilter {
+		return false
+	}
+	acc, action := Read, "subscribe"
+	if write {
+		acc, action = Write, "publish"
+	}
+	d := h.acl.Check(h.who(cl), topic, acc)
+	if !d.Allow {
+		h.metrics.aclDenials.WithLabelValues(action).Inc()
+		if ok, _ := h.throttle.allow("acl", time.Now()); ok {
+			h.log.Info("acl denied", "client", cl.ID, "action", action, "topic", topic, "reason", d.Reason)
+		}
+	}
+	return d.Allow
+}
+
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	max := h.limits.MaxSubscriptions
+	if max <= 0 {
+		return pk
+	}
+	have := cl.State.Subscriptions.Len()
+	seen := map[string]bool{}
+	filters := make(packets.Subscriptions, len(pk.Filters))
+	copy(filters, pk.Filters)
+	for i, f := range filters {
+		if _, ok := cl.State.Subscriptions.Get(f.Filter); ok || seen[f.Filter] {
+			continue
+		}
+		if have >= max {
+			h.refuse(LimitSubscriptions, "subscription refused: client at its subscription limit", "client", cl.ID, "max", max)
+			filters[i].Filter = refusedFilter
+			continue
+		}
+		seen[f.Filter] = true
+		have++
+	}
+	pk.Filters = filters
+	return pk
+}
+
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if h.limits.PublishRate > 0 {
+		h.mu.Lock()
+		b := h.buckets[cl]
+		if b == nil {
+			b = &bucket{}
+			h.buckets[cl] = b
+		}
+		h.mu.Unlock()
+		if !b.take(time.Now(), h.limits.PublishRate, h.limits.PublishBurst) {
+			h.refuse(LimitPublishRate, "publish dropped: client over its publish rate", "client", cl.ID, "rate", h.limits.PublishRate)
+			return pk, refusal(cl, pk)
+		}
+	}
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && h.limits.MaxRetained > 0 &&
+		h.srv.Topics.Retained.Len() >= h.limits.MaxRetained {
+		if _, exists := h.srv.Topics.Retained.Get(pk.TopicName); !exists {
+			h.refuse(LimitRetained, "retained publish refused: retained store full", "client", cl.ID, "max", h.limits.MaxRetained)
+			return pk, refusal(cl, pk)
+		}
+	}
+	return pk, nil
+}
+
+// refusal is what mochi should do with a publish over a limit: MQTT 5 QoS 1/2
+// gets PUBACK "quota exceeded"; everything else (QoS 0, MQTT 3.1.1, which
+// has no way to refuse a publish) is acknowledged as usual and dropped.
+func refusal(cl *mqtt.Client, pk packets.Packet) error {
+	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		return packets.ErrQuotaExceeded
+	}
+	return packets.CodeSuccessIgnore
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.mu.Lock()
+	delete(h.buckets, cl)
+	h.mu.Unlock()
+	switch {
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		h.refuse(LimitPacketSize, "client disconnected: packet over the size limit", "client", cl.ID, "max", h.limits.MaxPacketSize)
+	case errors.Is(err, packets.ErrReceiveMaximum):
+		h.refuse(LimitReceiveMax, "client disconnected: too many unacknowledged QoS publishes", "client", cl.ID)
+	}
+}
+
+func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
+	h.refuse(LimitPendingWrites, "message dropped: client write queue full (slow reader)", "client", cl.ID, "max", h.limits.MaxPendingWrites)
+}
