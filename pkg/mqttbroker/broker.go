@@ -68,6 +68,9 @@ func DefaultLimits() Limits {
 	}
 }
 
+// DefaultConnectTimeout is the time a new connection has to send CONNECT.
+const DefaultConnectTimeout = 10 * time.Second
+
 // Broker is a running broker.
 type Broker struct {
 	srv       *mqtt.Server
@@ -101,7 +104,7 @@ func Start(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, er
 		return nil, errors.New("mqttbroker: max pending writes and receive maximum must be > 0")
 	}
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 10 * time.Second
+		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
 
 	srv := mqtt.New(&mqtt.Options{

@@ -123,6 +123,19 @@ func (us Users) Write(w io.Writer) error {
 	return bw.Flush()
 }
 
+// ReadPassword returns the first line of r without its line ending.
+func ReadPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("mqttbroker: read password: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("mqttbroker: read password: empty (give it on the first line of stdin)")
+	}
+	return line, nil
+}
+
 // Passwd adds, replaces or (when del is set) removes user name in the users
 // file at path, creating it (mode 0600) if needed. The file is replaced
 // atomically.
