@@ -6,7 +6,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(
-  iproute2 nftables            # NAT lab
+  iproute2 nftables procps     # NAT lab (ip, tc, nft, sysctl)
   coturn                       # turnserver / turnutils_uclient (turnd + stund interop, benchmarks)
   mosquitto mosquitto-clients  # foreign broker and clients (mqttd interop, benchmarks)
   ca-certificates
