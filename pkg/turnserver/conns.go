@@ -1,0 +1,201 @@
+package turnserver
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// packetConn wraps a UDP listening socket handed to pion.
+type packetConn struct {
+	net.PacketConn
+	f *filter
+}
+
+func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			return n, addr, err
+		}
+		reply, pass := c.f.inbound(p[:n], "udp", addr, c.PacketConn.LocalAddr())
+		if pass {
+			return n, addr, nil
+		}
+		if reply != nil {
+			_, _ = c.PacketConn.WriteTo(reply, addr)
+		}
+	}
+}
+
+func (c *packetConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	c.f.outbound(p, "udp", addr, c.PacketConn.LocalAddr())
+	return c.PacketConn.WriteTo(p, addr)
+}
+
+// listener wraps a TCP or TLS listener handed to pion.
+type listener struct {
+	net.Listener
+	f       *filter
+	network string
+	conns   *connSet
+}
+
+// connSet holds the open stream connections so Close can end them (pion
+// closes only its listeners).
+type connSet struct {
+	mu     sync.Mutex
+	m      map[*streamConn]struct{}
+	closed bool
+}
+
+func (s *connSet) add(c *streamConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.m[c] = struct{}{}
+	return true
+}
+
+func (s *connSet) remove(c *streamConn) {
+	s.mu.Lock()
+	delete(s.m, c)
+	s.mu.Unlock()
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*streamConn, 0, len(s.m))
+	for c := range s.m {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Conn.Close()
+	}
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	sc := &streamConn{Conn: c, f: l.f, network: l.network, data: make([]byte, 4096), set: l.conns}
+	if !l.conns.add(sc) {
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
+	return sc, nil
+}
+
+// maxFrame is the largest TURN frame over a stream (STUN header + 64 KiB).
+const maxFrame = stunHeader + 0xFFFF + 4
+
+var (
+	errBadFrame = errors.New("turnserver: stream data is neither STUN nor ChannelData")
+	errBigFrame = errors.New("turnserver: frame larger than the server's buffer")
+)
+
+// streamConn wraps one accepted TCP/TLS connection. Read returns exactly one
+// whole TURN frame per call, after the filter has seen it (pion's STUNConn
+// re-frames what it is given, so whole frames pass through unchanged).
+type streamConn struct {
+	net.Conn
+	f       *filter
+	network string
+	data    []byte // read buffer; data[r:w] is not yet returned
+	r, w    int
+	rerr    error // read error held until buffered frames are used
+	set     *connSet
+}
+
+func (c *streamConn) Close() error {
+	c.set.remove(c)
+	return c.Conn.Close()
+}
+
+// frameLen returns the length of the frame at the start of b, or 0 when more
+// bytes are needed.
+func frameLen(b []byte) (int, error) {
+	if len(b) < 4 {
+		return 0, nil
+	}
+	var n int
+	switch {
+	case b[0]&0xC0 == 0x40: // ChannelData, padded to 4 over streams (RFC 5766 11.5)
+		n = 4 + (int(binary.BigEndian.Uint16(b[2:4]))+3)&^3
+	case b[0]&0xC0 == 0:
+		n = stunHeader + int(binary.BigEndian.Uint16(b[2:4]))
+	default:
+		return 0, errBadFrame
+	}
+	if len(b) < n {
+		return 0, nil
+	}
+	return n, nil
+}
+
+func (c *streamConn) nextFrame() ([]byte, error) {
+	for {
+		n, err := frameLen(c.data[c.r:c.w])
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			frame := c.data[c.r : c.r+n]
+			c.r += n
+			return frame, nil
+		}
+		if c.rerr != nil {
+			if errors.Is(c.rerr, io.EOF) && c.w > c.r {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, c.rerr
+		}
+		if c.r > 0 {
+			copy(c.data, c.data[c.r:c.w])
+			c.w -= c.r
+			c.r = 0
+		}
+		if c.w == len(c.data) {
+			grown := make([]byte, min(2*len(c.data), maxFrame))
+			copy(grown, c.data[:c.w])
+			c.data = grown
+		}
+		m, err := c.Conn.Read(c.data[c.w:])
+		c.w += m
+		c.rerr = err
+	}
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	for {
+		frame, err := c.nextFrame()
+		if err != nil {
+			return 0, err
+		}
+		reply, pass := c.f.inbound(frame, c.network, c.Conn.RemoteAddr(), c.Conn.LocalAddr())
+		if pass {
+			if len(frame) > len(p) {
+				return 0, fmt.Errorf("%w (%d bytes)", errBigFrame, len(frame))
+			}
+			return copy(p, frame), nil
+		}
+		if reply != nil {
+			if _, err := c.Conn.Write(reply); err != nil {
+				return 0, err
+			}
+		}
+	}
+}
+
+func (c *streamConn) Write(p []byte) (int, error) {
+	c.f.outbound(p, c.network, c.Conn.RemoteAddr(), c.Conn.LocalAddr())
+	return c.Conn.Write(p)
+}

@@ -1,0 +1,218 @@
+package turnserver
+
+import (
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/stun/v2"
+)
+
+// STUN message types the filter looks at (RFC 5766 methods).
+const (
+	typeAllocateRequest           = 0x0003
+	typeRefreshRequest            = 0x0004
+	typeCreatePermRequest         = 0x0008
+	typeChannelBindRequest        = 0x0009
+	typeAllocateSuccess           = 0x0103
+	typeAllocateError             = 0x0113
+	typeDataIndication            = 0x0117
+	attrData                      = 0x0013
+	stunHeader                    = 20
+	magicCookie            uint32 = 0x2112A442
+)
+
+// filter sits between the client sockets and pion. It sees every frame a
+// client sends before pion does, and every frame pion sends to a client. It
+// answers, instead of pion, the requests pion cannot refuse with the right
+// code: 403 for refused peers, 486 over quota, 508 while draining.
+type filter struct {
+	auth     *Auth
+	policy   *Policy
+	tracker  *tracker
+	m        *Metrics
+	log      *slog.Logger
+	draining atomic.Bool
+	now      func() time.Time
+}
+
+func tupleKey(network string, remote, local net.Addr) string {
+	return network + "|" + remote.String() + "|" + local.String()
+}
+
+// isChannelData reports whether b starts with a ChannelData header (channel
+// numbers 0x4000-0x7FFF).
+func isChannelData(b []byte) bool { return len(b) >= 4 && b[0]&0xC0 == 0x40 }
+
+// inbound inspects one whole frame from a client. It returns pass=true when
+// pion should handle it; otherwise reply (possibly nil) is sent back instead.
+func (f *filter) inbound(frame []byte, network string, src, local net.Addr) (reply []byte, pass bool) {
+	if len(frame) < stunHeader || frame[0]&0xC0 != 0 {
+		return nil, true
+	}
+	t := binary.BigEndian.Uint16(frame)
+	switch t {
+	case typeAllocateRequest, typeRefreshRequest, typeCreatePermRequest, typeChannelBindRequest:
+	default:
+		return nil, true
+	}
+	m := &stun.Message{Raw: append([]byte(nil), frame...)}
+	if err := m.Decode(); err != nil || !m.Contains(stun.AttrMessageIntegrity) {
+		return nil, true // pion answers: 400 or 401 with a nonce
+	}
+	user, key, reason := f.auth.Verify(m, src)
+	if reason != "" {
+		f.m.authFailures.WithLabelValues(reason).Inc()
+		f.log.Debug("auth failure", "reason", reason, "src", src.String())
+		return nil, true // pion refuses it too
+	}
+	switch t {
+	case typeAllocateRequest:
+		return f.allocate(m, key, user, tupleKey(network, src, local))
+	case typeCreatePermRequest, typeChannelBindRequest:
+		return f.permission(m, key, src)
+	}
+	return nil, true
+}
+
+func (f *filter) allocate(m *stun.Message, key []byte, user, tuple string) ([]byte, bool) {
+	if f.draining.Load() {
+		f.m.drainRefused.Inc()
+		return errorReply(m, key, stun.CodeInsufficientCapacity, "Server is draining"), false
+	}
+	switch err := f.tracker.reserve(tuple, user, f.now()); {
+	case errors.Is(err, errUserQuota):
+		f.m.quota.WithLabelValues(quotaUser).Inc()
+		return errorReply(m, key, stun.CodeAllocQuotaReached, "Allocation Quota Reached"), false
+	case errors.Is(err, errTotalQuota):
+		f.m.quota.WithLabelValues(quotaTotal).Inc()
+		return errorReply(m, key, stun.CodeAllocQuotaReached, "Server Allocation Limit Reached"), false
+	}
+	return nil, true
+}
+
+func (f *filter) permission(m *stun.Message, key []byte, src net.Addr) ([]byte, bool) {
+	for _, a := range m.Attributes {
+		if a.Type != stun.AttrXORPeerAddress {
+			continue
+		}
+		ap, err := decodeXORAddr(a.Value, m.TransactionID)
+		if err != nil {
+			return nil, true // pion answers 400
+		}
+		if r := f.policy.Check(ap.Addr()); r != "" {
+			f.m.denials.WithLabelValues(r).Inc()
+			f.log.Debug("peer refused", "reason", r, "src", src.String())
+			return errorReply(m, key, stun.CodeForbidden, "Forbidden"), false
+		}
+	}
+	return nil, true
+}
+
+// outbound inspects one frame pion sends to a client: it counts relayed data
+// and follows Allocate answers for the quota tracker.
+func (f *filter) outbound(p []byte, network string, dst, local net.Addr) {
+	if isChannelData(p) {
+		f.m.pktsClient.Inc()
+		f.m.bytesClient.Add(float64(binary.BigEndian.Uint16(p[2:4])))
+		return
+	}
+	if len(p) < stunHeader {
+		return
+	}
+	switch binary.BigEndian.Uint16(p) {
+	case typeDataIndication:
+		f.m.pktsClient.Inc()
+		if v, ok := findAttr(p, attrData); ok {
+			f.m.bytesClient.Add(float64(len(v)))
+		}
+	case typeAllocateSuccess:
+		v, ok := findAttr(p, uint16(stun.AttrXORRelayedAddress))
+		if !ok {
+			return
+		}
+		var tid [stun.TransactionIDSize]byte
+		copy(tid[:], p[8:20])
+		ap, err := decodeXORAddr(v, tid)
+		if err != nil {
+			return
+		}
+		f.tracker.activate(tupleKey(network, dst, local), ap.String())
+	case typeAllocateError:
+		f.tracker.fail(tupleKey(network, dst, local))
+	}
+}
+
+// findAttr walks a STUN message's attributes for type t.
+func findAttr(p []byte, t uint16) ([]byte, bool) {
+	end := stunHeader + int(binary.BigEndian.Uint16(p[2:4]))
+	if end > len(p) {
+		end = len(p)
+	}
+	for i := stunHeader; i+4 <= end; {
+		at := binary.BigEndian.Uint16(p[i:])
+		l := int(binary.BigEndian.Uint16(p[i+2:]))
+		if i+4+l > end {
+			return nil, false
+		}
+		if at == t {
+			return p[i+4 : i+4+l], true
+		}
+		i += 4 + (l+3)&^3
+	}
+	return nil, false
+}
+
+var errBadAddr = errors.New("turnserver: malformed XOR address attribute")
+
+// decodeXORAddr decodes an XOR-PEER-ADDRESS / XOR-RELAYED-ADDRESS value.
+func decodeXORAddr(v []byte, tid [stun.TransactionIDSize]byte) (netip.AddrPort, error) {
+	if len(v) < 4 {
+		return netip.AddrPort{}, errBadAddr
+	}
+	var x [16]byte
+	binary.BigEndian.PutUint32(x[:4], magicCookie)
+	copy(x[4:], tid[:])
+	port := binary.BigEndian.Uint16(v[2:4]) ^ uint16(magicCookie>>16)
+	switch v[1] {
+	case 0x01:
+		if len(v) != 8 {
+			return netip.AddrPort{}, errBadAddr
+		}
+		var b [4]byte
+		for i := range b {
+			b[i] = v[4+i] ^ x[i]
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4(b), port), nil
+	case 0x02:
+		if len(v) != 20 {
+			return netip.AddrPort{}, errBadAddr
+		}
+		var b [16]byte
+		for i := range b {
+			b[i] = v[4+i] ^ x[i]
+		}
+		return netip.AddrPortFrom(netip.AddrFrom16(b), port), nil
+	}
+	return netip.AddrPort{}, errBadAddr
+}
+
+// errorReply builds an error response to request m, signed with key.
+func errorReply(m *stun.Message, key []byte, code stun.ErrorCode, reason string) []byte {
+	out, err := stun.Build(
+		stun.NewTransactionIDSetter(m.TransactionID),
+		stun.NewType(m.Type.Method, stun.ClassErrorResponse),
+		&stun.ErrorCodeAttribute{Code: code, Reason: []byte(reason)},
+		stun.NewSoftware("p2pd turnd"),
+		stun.MessageIntegrity(key),
+		stun.Fingerprint,
+	)
+	if err != nil {
+		return nil
+	}
+	return out.Raw
+}

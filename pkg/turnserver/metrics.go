@@ -1,0 +1,89 @@
+package turnserver
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Direction label values of the relayed traffic counters.
+const (
+	toPeer   = "to_peer"
+	toClient = "to_client"
+)
+
+// Quota label values of turnd_quota_refusals_total.
+const (
+	quotaUser  = "user"
+	quotaTotal = "total"
+)
+
+// Metrics are turnd's Prometheus metrics.
+type Metrics struct {
+	active       prometheus.Gauge
+	created      prometheus.Counter
+	expired      prometheus.Counter
+	bytes        *prometheus.CounterVec
+	packets      *prometheus.CounterVec
+	authFailures *prometheus.CounterVec
+	denials      *prometheus.CounterVec
+	quota        *prometheus.CounterVec
+	dropped      prometheus.Counter
+	draining     prometheus.Gauge
+	drainRefused prometheus.Counter
+
+	// resolved children for the per-packet paths
+	bytesPeer, bytesClient, pktsPeer, pktsClient prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "turnd_allocations_active", Help: "Allocations that exist now.",
+		}),
+		created: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_allocations_created_total", Help: "Allocations created.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_allocations_expired_total",
+			Help: "Allocations that ended: lifetime ran out, the client released it (Refresh with lifetime 0), or its TCP/TLS connection closed.",
+		}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "turnd_relayed_bytes_total", Help: "Application bytes relayed, by direction (to_peer, to_client).",
+		}, []string{"direction"}),
+		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "turnd_relayed_packets_total", Help: "Datagrams relayed, by direction (to_peer, to_client).",
+		}, []string{"direction"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "turnd_auth_failures_total", Help: "Authenticated requests refused, by reason.",
+		}, []string{"reason"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "turnd_permission_denials_total", Help: "CreatePermission/ChannelBind requests and relayed sends refused by the peer policy, by reason.",
+		}, []string{"reason"}),
+		quota: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "turnd_quota_refusals_total", Help: "Allocate requests refused with 486, by quota (user, total).",
+		}, []string{"quota"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_bandwidth_dropped_packets_total", Help: "Relayed datagrams dropped by the per-allocation bandwidth cap.",
+		}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "turnd_draining", Help: "1 while the server drains (refuses new allocations), else 0.",
+		}),
+		drainRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_drain_refusals_total", Help: "Allocate requests refused because the server is draining.",
+		}),
+	}
+	m.bytesPeer, m.bytesClient = m.bytes.WithLabelValues(toPeer), m.bytes.WithLabelValues(toClient)
+	m.pktsPeer, m.pktsClient = m.packets.WithLabelValues(toPeer), m.packets.WithLabelValues(toClient)
+	for _, r := range authReasons {
+		m.authFailures.WithLabelValues(r)
+	}
+	for _, r := range denyReasons {
+		m.denials.WithLabelValues(r)
+	}
+	for _, q := range []string{quotaUser, quotaTotal} {
+		m.quota.WithLabelValues(q)
+	}
+	if reg != nil {
+		reg.MustRegister(m.active, m.created, m.expired, m.bytes, m.packets, m.authFailures,
+			m.denials, m.quota, m.dropped, m.draining, m.drainRefused)
+	}
+	return m
+}

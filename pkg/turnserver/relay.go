@@ -1,0 +1,161 @@
+package turnserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/p2pd-go/p2pd/internal/sock"
+)
+
+var errTCPRelay = errors.New("turnserver: TCP relay allocations (RFC 6062) are not supported")
+
+// relayGen is pion's RelayAddressGenerator: it opens relay sockets in the
+// configured port range and wraps them so the server can count traffic,
+// apply the bandwidth cap, re-check the peer policy on every send and learn
+// when an allocation ends.
+type relayGen struct {
+	nw        sock.Net
+	bind      netip.Addr // address relay sockets bind to
+	advertise netip.Addr // address put in XOR-RELAYED-ADDRESS
+	minPort   int
+	maxPort   int
+	bandwidth int64 // bytes/s per direction per allocation; 0 = no cap
+	f         *filter
+}
+
+func (g *relayGen) Validate() error {
+	switch {
+	case !g.bind.IsValid() || !g.advertise.IsValid():
+		return errors.New("turnserver: relay bind and advertised addresses must be set")
+	case g.minPort < 1 || g.maxPort > 65535 || g.minPort > g.maxPort:
+		return fmt.Errorf("turnserver: bad relay port range %d-%d", g.minPort, g.maxPort)
+	}
+	return nil
+}
+
+func (g *relayGen) AllocatePacketConn(network string, requestedPort int) (net.PacketConn, net.Addr, error) {
+	ports := []int{requestedPort}
+	if requestedPort == 0 {
+		span := g.maxPort - g.minPort + 1
+		ports = ports[:0]
+		for range min(span, 64) {
+			ports = append(ports, g.minPort+rand.IntN(span))
+		}
+	}
+	var lastErr error
+	for _, port := range ports {
+		addr := net.JoinHostPort(g.bind.String(), strconv.Itoa(port))
+		c, err := g.nw.ListenPacket(context.Background(), network, addr)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		rc := &relayConn{
+			PacketConn: c,
+			f:          g.f,
+			key:        netip.AddrPortFrom(g.advertise.Unmap(), uint16(port)).String(),
+		}
+		if g.bandwidth > 0 {
+			rc.out, rc.in = newBucket(g.bandwidth), newBucket(g.bandwidth)
+		}
+		return rc, &net.UDPAddr{IP: g.advertise.Unmap().AsSlice(), Port: port}, nil
+	}
+	return nil, nil, fmt.Errorf("turnserver: no free relay port in %d-%d: %w", g.minPort, g.maxPort, lastErr)
+}
+
+func (g *relayGen) AllocateConn(string, int) (net.Conn, net.Addr, error) {
+	return nil, nil, errTCPRelay
+}
+
+var errPeerRefused = errors.New("turnserver: peer address refused by policy")
+
+// relayConn is one allocation's relay socket.
+type relayConn struct {
+	net.PacketConn
+	f       *filter
+	key     string
+	in, out *bucket
+	allowed atomic.Pointer[netip.Addr] // last destination the policy allowed
+	once    sync.Once
+}
+
+func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, errPeerRefused
+	}
+	ip, ok := netip.AddrFromSlice(ua.IP)
+	if !ok {
+		return 0, errPeerRefused
+	}
+	if last := c.allowed.Load(); last == nil || *last != ip {
+		if r := c.f.policy.Check(ip); r != "" {
+			c.f.m.denials.WithLabelValues(r).Inc()
+			return 0, fmt.Errorf("%w (%s)", errPeerRefused, r)
+		}
+		c.allowed.Store(&ip)
+	}
+	if c.out != nil && !c.out.take(len(p), time.Now()) {
+		c.f.m.dropped.Inc()
+		return len(p), nil
+	}
+	n, err := c.PacketConn.WriteTo(p, addr)
+	if err == nil {
+		c.f.m.pktsPeer.Inc()
+		c.f.m.bytesPeer.Add(float64(n))
+	}
+	return n, err
+}
+
+func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil || c.in == nil || c.in.take(n, time.Now()) {
+			return n, addr, err
+		}
+		c.f.m.dropped.Inc()
+	}
+}
+
+func (c *relayConn) Close() error {
+	c.once.Do(func() { c.f.tracker.closed(c.key) })
+	return c.PacketConn.Close()
+}
+
+// bucket is a token bucket in bytes; the burst is one second of traffic (at
+// least one full-size datagram).
+type bucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate int64) *bucket {
+	burst := max(float64(rate), 1500)
+	return &bucket{rate: float64(rate), burst: burst, tokens: burst}
+}
+
+// take spends n bytes if the bucket holds them.
+func (b *bucket) take(n int, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < float64(n) {
+		return false
+	}
+	b.tokens -= float64(n)
+	return true
+}
