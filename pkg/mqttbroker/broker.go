@@ -113,6 +113,9 @@ func Start(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, er
 		SysTopicResendInterval: 10,
 	})
 	h.srv = srv
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	m, err := newMetrics(reg, srv)
 	if err != nil {
 		return nil, fmt.Errorf("mqttbroker: metrics: %w", err)

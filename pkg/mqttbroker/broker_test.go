@@ -1,0 +1,209 @@
+package mqttbroker
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/p2pd-go/p2pd/internal/metricstest"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and returns the file paths
+// and a pool that trusts it.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mqttd test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestPubSubEveryListener(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.WS, cfg.TLS, cfg.WSS = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	var pool *x509.CertPool
+	cfg.TLSCert, cfg.TLSKey, pool = selfSigned(t)
+	b, reg := startBroker(t, cfg)
+	metricstest.Lint(t, reg, "mqttd")
+	withTLS := func(o *paho.ClientOptions) { o.SetTLSConfig(&tls.Config{RootCAs: pool}) }
+
+	for _, tc := range []struct{ name, url string }{
+		{"tcp", "tcp://" + b.Addr("tcp")},
+		{"ws", "ws://" + b.Addr("ws") + "/mqtt"},
+		{"tls", "ssl://" + b.Addr("tls")},
+		{"wss", "wss://" + b.Addr("wss") + "/mqtt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic := "p2pd/" + newNodeID(t)
+			sub := mustPaho(t, tc.url, userName, userPass, withTLS)
+			code, ch := subscribe(t, sub, topic, 1)
+			if code != 1 {
+				t.Fatalf("subscribe %s: granted %#x, want 1", topic, code)
+			}
+			pub := mustPaho(t, tc.url, adminName, adminPass, withTLS)
+			for _, qos := range []byte{0, 1, 2} {
+				msg := []byte{'m', qos}
+				wait(t, pub.Publish(topic, qos, false, msg))
+				if got := recv(t, ch); !bytes.Equal(got, msg) {
+					t.Fatalf("qos %d: got %q, want %q", qos, got, msg)
+				}
+			}
+			if n := counter(t, reg, "mqttd_connections_total", "listener", tc.name); n < 2 {
+				t.Errorf("mqttd_connections_total{listener=%q} = %v, want >= 2", tc.name, n)
+			}
+		})
+	}
+}
+
+func TestSubscribeRefusals(t *testing.T) {
+	cfg := testConfig(t)
+	b, reg := startBroker(t, cfg)
+	url := "tcp://" + b.Addr("tcp")
+	user := mustPaho(t, url, userName, userPass)
+	admin := mustPaho(t, url, adminName, adminPass)
+	id := newNodeID(t)
+
+	for _, tc := range []struct {
+		name   string
+		c      paho.Client
+		filter string
+		want   byte
+	}{
+		{"exact signalling topic", user, "p2pd/" + id, 0},
+		{"signalling wildcard #", user, "p2pd/#", 0x80},
+		{"signalling wildcard +", user, "p2pd/+", 0x80},
+		{"admin signalling wildcard", admin, "p2pd/#", 0x80},
+		{"everything", user, "#", 0x80},
+		{"first level +", user, "+/" + id, 0x80},
+		{"shared wildcard", user, "$share/g/p2pd/#", 0x80},
+		{"shared exact", user, "$share/g/p2pd/" + id, 0},
+		{"deeper signalling", user, "p2pd/" + id + "/x", 0x80},
+		{"bad node id", user, "p2pd/" + id[:51] + "1", 0x80},
+		{"upper-case node id", user, "p2pd/A" + id[1:], 0x80},
+		{"sys by user", user, "$SYS/#", 0x80},
+		{"sys by admin", admin, "$SYS/#", 0},
+		{"other topic without rules", user, "chat/room", 0x80},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := counter(t, reg, "mqttd_acl_denials_total", "action", "subscribe")
+			got, _ := subscribe(t, tc.c, tc.filter, 0)
+			if got != tc.want {
+				t.Fatalf("subscribe %q: got %#x, want %#x", tc.filter, got, tc.want)
+			}
+			after := counter(t, reg, "mqttd_acl_denials_total", "action", "subscribe")
+			if refused := tc.want == 0x80; refused != (after == before+1) {
+				t.Errorf("acl denial counter went %v -> %v (refused=%v)", before, after, refused)
+			}
+		})
+	}
+}
+
+func TestSysForAdminsOnly(t *testing.T) {
+	b, _ := startBroker(t, testConfig(t))
+	url := "tcp://" + b.Addr("tcp")
+	admin := mustPaho(t, url, adminName, adminPass)
+	code, ch := subscribe(t, admin, "$SYS/broker/version", 0)
+	if code != 0 {
+		t.Fatalf("admin $SYS subscribe: %#x", code)
+	}
+	if got := recv(t, ch); len(got) == 0 {
+		t.Fatal("admin got an empty $SYS/broker/version")
+	}
+	user := mustPaho(t, url, userName, userPass)
+	if code, _ := subscribe(t, user, "$SYS/broker/version", 0); code != 0x80 {
+		t.Fatalf("user $SYS subscribe: got %#x, want 0x80", code)
+	}
+}
+
+func TestLogin(t *testing.T) {
+	cfg := testConfig(t)
+	b, reg := startBroker(t, cfg)
+	anonCfg := testConfig(t)
+	anonCfg.AllowAnonymous = true
+	anonB, _ := startBroker(t, anonCfg)
+
+	for _, tc := range []struct {
+		name, addr, user, pass string
+		ok                     bool
+	}{
+		{"good password", b.Addr("tcp"), userName, userPass, true},
+		{"bad password", b.Addr("tcp"), userName, "wrong", false},
+		{"unknown user", b.Addr("tcp"), "mallory", userPass, false},
+		{"anonymous when off", b.Addr("tcp"), "", "", false},
+		{"anonymous when on", anonB.Addr("tcp"), "", "", true},
+		{"bad password when anonymous on", anonB.Addr("tcp"), userName, "wrong", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, v := range []byte{4, 5} {
+				_, code := connectRaw(t, tc.addr, v, tc.user, tc.pass)
+				if tc.ok != (code == 0) {
+					t.Errorf("MQTT v%d: CONNACK code %#x, want ok=%v", v, code, tc.ok)
+				}
+			}
+		})
+	}
+	if n := counter(t, reg, "mqttd_auth_failures_total"); n != 6 {
+		t.Errorf("mqttd_auth_failures_total = %v, want 6", n)
+	}
+}
+
+func TestStartRefusesBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"no users and no anonymous", func(c *Config) { c.UsersFile = "" }},
+		{"missing users file", func(c *Config) { c.UsersFile = filepath.Join(t.TempDir(), "nope") }},
+		{"tls without cert", func(c *Config) { c.TLS = "127.0.0.1:0" }},
+		{"no listener", func(c *Config) { c.TCP = "" }},
+		{"zero pending writes", func(c *Config) { c.Limits.MaxPendingWrites = 0 }},
+		{"missing rules file", func(c *Config) { c.RulesFile = filepath.Join(t.TempDir(), "nope") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			tc.mod(&cfg)
+			if b, err := Start(cfg, nil, testLogger(t)); err == nil {
+				b.Close()
+				t.Fatal("Start accepted a bad config")
+			}
+		})
+	}
+}
