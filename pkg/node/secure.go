@@ -1,0 +1,241 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/flynn/noise"
+	"github.com/p2pd-go/p2pd/pkg/identity"
+)
+
+// Every pipe between agents starts with a Noise IK handshake using the node
+// keys: the initiator knows the responder's node id (it is in the peer
+// address or the signalling message), and proves its own. A pipe reaches the
+// application only after both sides proved they hold the keys of the node ids
+// they claim.
+
+var suite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s)
+
+// prologue binds the handshake to this protocol and version.
+var prologue = []byte("p2pd pipe v1")
+
+const (
+	maxFrame     = 65535         // largest Noise message
+	maxPlaintext = maxFrame - 16 // minus the AEAD tag
+	maxHello     = 1024          // largest handshake payload we accept
+)
+
+// ErrHandshake wraps every handshake failure.
+var ErrHandshake = errors.New("node: handshake failed")
+
+// Hello is what the initiator tells the responder inside the first,
+// encrypted handshake message.
+type Hello struct {
+	PipeID string `json:"pipe_id"`
+	Kind   string `json:"kind"` // how the pipe was made: direct, reverse, punch, relay
+}
+
+// SecureConn is an authenticated, encrypted pipe. Each Write is sent as one
+// or more frames; ReadMessage returns one frame's plaintext.
+type SecureConn struct {
+	net.Conn
+	remote [identity.KeySize]byte
+	rmu    sync.Mutex
+	rcs    *noise.CipherState
+	rbuf   []byte // undelivered plaintext of the current frame
+	wmu    sync.Mutex
+	wcs    *noise.CipherState
+}
+
+// RemoteKey is the peer's proven public key.
+func (c *SecureConn) RemoteKey() [identity.KeySize]byte { return c.remote }
+
+// RemoteNodeID is the peer's proven node id.
+func (c *SecureConn) RemoteNodeID() string { return identity.NodeID(c.remote) }
+
+func writeFrame(w io.Writer, msg []byte) error {
+	if len(msg) > maxFrame {
+		return fmt.Errorf("node: frame of %d bytes exceeds %d", len(msg), maxFrame)
+	}
+	buf := make([]byte, 2+len(msg))
+	binary.BigEndian.PutUint16(buf, uint16(len(msg)))
+	copy(buf[2:], msg)
+	_, err := w.Write(buf)
+	return err
+}
+
+func readFrame(r io.Reader, buf []byte) ([]byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(hdr[:]))
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+func keypair(id *identity.Identity) noise.DHKey {
+	return noise.DHKey{Private: append([]byte(nil), id.Private[:]...), Public: append([]byte(nil), id.Public[:]...)}
+}
+
+// deadline applies ctx's deadline (or a default) to c for the handshake.
+func deadline(ctx context.Context, c net.Conn, def time.Duration) func() {
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(def)
+	}
+	_ = c.SetDeadline(d)
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	return func() { stop(); _ = c.SetDeadline(time.Time{}) }
+}
+
+// Initiate runs the initiator side over c: it proves id and requires the peer
+// to hold peer's key. On error the caller still owns (and closes) c.
+func Initiate(ctx context.Context, c net.Conn, id *identity.Identity, peer [identity.KeySize]byte, hello Hello) (*SecureConn, error) {
+	defer deadline(ctx, c, 10*time.Second)()
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite: suite, Pattern: noise.HandshakeIK, Initiator: true, Prologue: prologue,
+		StaticKeypair: keypair(id), PeerStatic: peer[:],
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	payload, err := json.Marshal(hello)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	msg, _, _, err := hs.WriteMessage(nil, payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	if err := writeFrame(c, msg); err != nil {
+		return nil, fmt.Errorf("%w: send: %v", ErrHandshake, err)
+	}
+	reply, err := readFrame(c, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no answer from %s (not a p2pd node, or it refused us): %v", ErrHandshake, c.RemoteAddr(), err)
+	}
+	_, cs1, cs2, err := hs.ReadMessage(nil, reply)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s does not hold the key of node %s", ErrHandshake, c.RemoteAddr(), identity.NodeID(peer))
+	}
+	return &SecureConn{Conn: c, remote: peer, wcs: cs1, rcs: cs2}, nil
+}
+
+// Accept runs the responder side over c and returns the pipe with the
+// initiator's proven key and its Hello. On error the caller closes c.
+func Accept(ctx context.Context, c net.Conn, id *identity.Identity) (*SecureConn, Hello, error) {
+	defer deadline(ctx, c, 10*time.Second)()
+	var hello Hello
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite: suite, Pattern: noise.HandshakeIK, Initiator: false, Prologue: prologue,
+		StaticKeypair: keypair(id),
+	})
+	if err != nil {
+		return nil, hello, fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	first, err := readFrame(c, nil)
+	if err != nil {
+		return nil, hello, fmt.Errorf("%w: read: %v", ErrHandshake, err)
+	}
+	payload, _, _, err := hs.ReadMessage(nil, first)
+	if err != nil {
+		return nil, hello, fmt.Errorf("%w: first message from %s does not open (wrong node key or not p2pd)", ErrHandshake, c.RemoteAddr())
+	}
+	if len(payload) > maxHello {
+		return nil, hello, fmt.Errorf("%w: hello of %d bytes", ErrHandshake, len(payload))
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&hello); err != nil {
+		return nil, hello, fmt.Errorf("%w: bad hello: %v", ErrHandshake, err)
+	}
+	var remote [identity.KeySize]byte
+	copy(remote[:], hs.PeerStatic())
+	msg, cs1, cs2, err := hs.WriteMessage(nil, nil)
+	if err != nil {
+		return nil, hello, fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	if err := writeFrame(c, msg); err != nil {
+		return nil, hello, fmt.Errorf("%w: send: %v", ErrHandshake, err)
+	}
+	return &SecureConn{Conn: c, remote: remote, rcs: cs1, wcs: cs2}, hello, nil
+}
+
+// ReadMessage returns the plaintext of the next frame (one peer Write of up
+// to 65519 bytes), or what is left of a frame partly consumed by Read.
+func (c *SecureConn) ReadMessage() ([]byte, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(c.rbuf) > 0 {
+		m := c.rbuf
+		c.rbuf = nil
+		return m, nil
+	}
+	return c.readFrameLocked()
+}
+
+func (c *SecureConn) readFrameLocked() ([]byte, error) {
+	for {
+		ct, err := readFrame(c.Conn, nil)
+		if err != nil {
+			return nil, err
+		}
+		pt, err := c.rcs.Decrypt(nil, nil, ct)
+		if err != nil {
+			return nil, fmt.Errorf("node: pipe from %s: frame does not decrypt: %w", c.RemoteAddr(), err)
+		}
+		if len(pt) > 0 {
+			return pt, nil
+		}
+	}
+}
+
+// Read implements net.Conn as a byte stream.
+func (c *SecureConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(c.rbuf) == 0 {
+		m, err := c.readFrameLocked()
+		if err != nil {
+			return 0, err
+		}
+		c.rbuf = m
+	}
+	n := copy(p, c.rbuf)
+	c.rbuf = c.rbuf[n:]
+	return n, nil
+}
+
+// Write encrypts p as one frame (several if it exceeds 65519 bytes).
+func (c *SecureConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	sent := 0
+	for sent < len(p) {
+		chunk := p[sent:min(len(p), sent+maxPlaintext)]
+		ct, err := c.wcs.Encrypt(nil, nil, chunk)
+		if err != nil {
+			return sent, fmt.Errorf("node: encrypt: %w", err)
+		}
+		if err := writeFrame(c.Conn, ct); err != nil {
+			return sent, err
+		}
+		sent += len(chunk)
+	}
+	return sent, nil
+}

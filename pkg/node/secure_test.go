@@ -1,0 +1,160 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/p2pd-go/p2pd/pkg/identity"
+)
+
+func newID(t testing.TB) *identity.Identity {
+	t.Helper()
+	id, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// tcpPair returns the two ends of a real loopback TCP connection.
+func tcpPair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		done <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-done
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+type acceptResult struct {
+	sc    *SecureConn
+	hello Hello
+	err   error
+}
+
+func handshake(t *testing.T, initiator, responder *identity.Identity, claimed [identity.KeySize]byte) (*SecureConn, error, acceptResult) {
+	t.Helper()
+	c, s := tcpPair(t)
+	ch := make(chan acceptResult, 1)
+	go func() {
+		sc, h, err := Accept(context.Background(), s, responder)
+		if err != nil {
+			s.Close() // as a node does: the initiator sees the refusal at once
+		}
+		ch <- acceptResult{sc, h, err}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cc, err := Initiate(ctx, c, initiator, claimed, Hello{PipeID: "p1", Kind: "direct"})
+	return cc, err, <-ch
+}
+
+func TestHandshake(t *testing.T) {
+	a, b, mallory := newID(t), newID(t), newID(t)
+	t.Run("both proven", func(t *testing.T) {
+		cc, err, res := handshake(t, a, b, b.Public)
+		if err != nil || res.err != nil {
+			t.Fatalf("initiator %v, responder %v", err, res.err)
+		}
+		if cc.RemoteNodeID() != identity.NodeID(b.Public) {
+			t.Errorf("initiator sees %s", cc.RemoteNodeID())
+		}
+		if res.sc.RemoteNodeID() != identity.NodeID(a.Public) {
+			t.Errorf("responder sees %s, want %s", res.sc.RemoteNodeID(), identity.NodeID(a.Public))
+		}
+		if res.hello != (Hello{PipeID: "p1", Kind: "direct"}) {
+			t.Errorf("hello %+v", res.hello)
+		}
+		// Both directions, a message larger than one frame, and message boundaries.
+		big := make([]byte, 200_000)
+		_, _ = rand.Read(big)
+		go func() { _, _ = cc.Write(big); _, _ = cc.Write([]byte("ECHO hi")) }()
+		got := make([]byte, len(big))
+		if _, err := io.ReadFull(res.sc, got); err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("stream: %v", err)
+		}
+		m, err := res.sc.ReadMessage()
+		if err != nil || string(m) != "ECHO hi" {
+			t.Fatalf("message %q %v", m, err)
+		}
+		if _, err := res.sc.Write([]byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := cc.ReadMessage(); err != nil || string(m) != "hi" {
+			t.Fatalf("reply %q %v", m, err)
+		}
+	})
+	t.Run("responder lacks the claimed key", func(t *testing.T) {
+		// mallory answers a connection meant for b.
+		_, err, res := handshake(t, a, mallory, b.Public)
+		if !errors.Is(err, ErrHandshake) {
+			t.Errorf("initiator: got %v, want ErrHandshake", err)
+		}
+		if !errors.Is(res.err, ErrHandshake) {
+			t.Errorf("responder: got %v, want ErrHandshake", res.err)
+		}
+	})
+}
+
+func TestAcceptGarbage(t *testing.T) {
+	tests := map[string][]byte{
+		"empty frame":  {0, 0},
+		"short":        {0, 5, 1, 2},
+		"random frame": append([]byte{0, 64}, bytes.Repeat([]byte{7}, 64)...),
+		"http":         []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+	}
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, s := tcpPair(t)
+			go func() { _, _ = c.Write(in); time.Sleep(50 * time.Millisecond); c.Close() }()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, _, err := Accept(ctx, s, newID(t))
+			if !errors.Is(err, ErrHandshake) {
+				t.Fatalf("got %v, want ErrHandshake", err)
+			}
+		})
+	}
+}
+
+// FuzzAccept feeds arbitrary first frames to the responder: it must fail
+// cleanly, never panic.
+func FuzzAccept(f *testing.F) {
+	f.Add([]byte{0, 0})
+	f.Add([]byte("GET / HTTP/1.0\r\n\r\n"))
+	id, err := identity.Generate(rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, s := net.Pipe()
+		defer s.Close()
+		go func() { _, _ = c.Write(in); c.Close() }()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, _, err := Accept(ctx, s, id); err == nil {
+			t.Fatal("garbage accepted as a handshake")
+		}
+	})
+}
