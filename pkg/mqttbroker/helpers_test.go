@@ -313,3 +313,20 @@ func subscribePacket(id uint16, filters ...string) packets.Packet {
 	}
 	return pk
 }
+
+// waitCounter waits (up to 10 s) for a metric that is updated after the
+// client already saw the effect, e.g. after the broker closed the connection.
+func waitCounter(t testing.TB, reg *prometheus.Registry, want float64, name string, labels ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := counter(t, reg, name, labels...)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v = %v, want %v", name, labels, got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,14 +145,31 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			return pk, refusal(cl, pk)
 		}
 	}
-	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && h.limits.MaxRetained > 0 &&
-		h.srv.Topics.Retained.Len() >= h.limits.MaxRetained {
-		if _, exists := h.srv.Topics.Retained.Get(pk.TopicName); !exists {
-			h.refuse(LimitRetained, "retained publish refused: retained store full", "client", cl.ID, "max", h.limits.MaxRetained)
-			return pk, refusal(cl, pk)
-		}
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && h.retainedFull(pk.TopicName) {
+		h.refuse(LimitRetained, "retained publish refused: retained store full", "client", cl.ID, "max", h.limits.MaxRetained)
+		return pk, refusal(cl, pk)
 	}
 	return pk, nil
+}
+
+// retainedFull reports whether retaining a new message on topic would go
+// over MaxRetained. The broker's own $SYS topics do not count. The full scan
+// only runs once the store holds MaxRetained messages.
+func (h *hook) retainedFull(topic string) bool {
+	max := h.limits.MaxRetained
+	if max <= 0 || h.srv.Topics.Retained.Len() < max {
+		return false
+	}
+	if _, exists := h.srv.Topics.Retained.Get(topic); exists {
+		return false
+	}
+	n := 0
+	for t := range h.srv.Topics.Retained.GetAll() {
+		if !strings.HasPrefix(t, "$") {
+			n++
+		}
+	}
+	return n >= max
 }
 
 // refusal is what mochi should do with a publish over a limit: MQTT 5 QoS 1/2
@@ -168,10 +186,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	h.mu.Lock()
 	delete(h.buckets, cl)
 	h.mu.Unlock()
-	switch {
-	case errors.Is(err, packets.ErrPacketTooLarge):
-		h.refuse(LimitPacketSize, "client disconnected: packet over the size limit", "client", cl.ID, "max", h.limits.MaxPacketSize)
-	case errors.Is(err, packets.ErrReceiveMaximum):
+	// Oversized packets are counted by the listener, which sees them before
+	// and after CONNECT.
+	if errors.Is(err, packets.ErrReceiveMaximum) {
 		h.refuse(LimitReceiveMax, "client disconnected: too many unacknowledged QoS publishes", "client", cl.ID)
 	}
 }

@@ -108,7 +108,7 @@ func (l *listener) report(err error) {
 	case errors.Is(err, packets.ErrServerBusy):
 		l.hook.refuse(LimitClients, "connection refused: server at its client limit", "listener", l.id, "max", l.hook.limits.MaxClients)
 	case errors.Is(err, packets.ErrPacketTooLarge):
-		l.hook.refuse(LimitPacketSize, "connection closed: CONNECT over the packet size limit", "listener", l.id)
+		l.hook.refuse(LimitPacketSize, "connection closed: packet over the size limit", "listener", l.id, "max", l.hook.limits.MaxPacketSize)
 	case errors.As(err, &ne) && ne.Timeout():
 		l.hook.refuse(LimitConnectTime, "connection closed: no CONNECT in time", "listener", l.id, "timeout", l.connectTimeout)
 	case errors.Is(err, packets.ErrBadUsernameOrPassword), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
