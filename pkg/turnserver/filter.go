@@ -20,7 +20,7 @@ const (
 	typeChannelBindRequest        = 0x0009
 	typeAllocateSuccess           = 0x0103
 	typeAllocateError             = 0x0113
-	typeDataIndication            = 0x0117
+	typeDataIndication            = 0x0017
 	attrData                      = 0x0013
 	stunHeader                    = 20
 	magicCookie            uint32 = 0x2112A442

@@ -107,12 +107,10 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		c.f.m.dropped.Inc()
 		return len(p), nil
 	}
-	n, err := c.PacketConn.WriteTo(p, addr)
-	if err == nil {
-		c.f.m.pktsPeer.Inc()
-		c.f.m.bytesPeer.Add(float64(n))
-	}
-	return n, err
+	// Counted before the write so a peer's answer can never be seen first.
+	c.f.m.pktsPeer.Inc()
+	c.f.m.bytesPeer.Add(float64(len(p)))
+	return c.PacketConn.WriteTo(p, addr)
 }
 
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {

@@ -1,0 +1,254 @@
+package turnserver
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v2"
+
+	"github.com/p2pd-go/p2pd/internal/metricstest"
+)
+
+// relayEcho sends through the allocation to an echo peer and waits for the echo.
+func relayEcho(t *testing.T, relay net.PacketConn, peer net.Addr, msg []byte) {
+	t.Helper()
+	buf := make([]byte, 1500)
+	// UDP may drop on a busy machine: resend a bounded number of times.
+	for attempt := 0; attempt < 20; attempt++ {
+		if _, err := relay.WriteTo(msg, peer); err != nil {
+			t.Fatalf("relay write: %v", err)
+		}
+		_ = relay.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, from, err := relay.ReadFrom(buf)
+		if err == nil {
+			if !bytes.Equal(buf[:n], msg) || from.String() != peer.String() {
+				t.Fatalf("got %q from %s, want %q from %s", buf[:n], from, msg, peer)
+			}
+			return
+		}
+	}
+	t.Fatal("no echo through the relay")
+}
+
+func TestRelayThroughServer(t *testing.T) {
+	s, reg := testServer(t, loopbackAllowed)
+	peer := echoPeer(t)
+	rest := RESTUsername(time.Now().Add(time.Hour), "carol")
+	creds := []struct{ name, user, pass string }{
+		{"static", "alice", "alice-pw"},
+		{"rest", rest, RESTPassword("s3cret-new", rest)},
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		for _, cr := range creds {
+			t.Run(network+"/"+cr.name, func(t *testing.T) {
+				c := pionClient(t, s, network, cr.user, cr.pass)
+				relay, err := c.Allocate()
+				if err != nil {
+					t.Fatalf("allocate: %v", err)
+				}
+				defer relay.Close()
+				relayEcho(t, relay, peer, []byte("hello via "+network))
+				// The second exchange goes over the channel pion binds after the first.
+				relayEcho(t, relay, peer, []byte("again via "+network))
+			})
+		}
+	}
+	m := s.f.m
+	if metric(t, m.created) < 4 {
+		t.Errorf("allocations created = %v, want >= 4", metric(t, m.created))
+	}
+	if metric(t, m.pktsPeer) < 8 || metric(t, m.pktsClient) < 8 || metric(t, m.bytesPeer) == 0 || metric(t, m.bytesClient) == 0 {
+		t.Errorf("relayed counters too low: to_peer %v pkts, to_client %v pkts", metric(t, m.pktsPeer), metric(t, m.pktsClient))
+	}
+	metricstest.Lint(t, reg, "turnd")
+}
+
+func TestPeerBypassMatrixGets403(t *testing.T) {
+	s, _ := testServer(t, func(c *Config) {
+		c.SelfAddrs = []netip.Addr{netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("2001:db8::7")}
+	})
+	for _, network := range []string{"udp", "tcp"} {
+		addr := s.UDPAddrs()[0].String()
+		if network == "tcp" {
+			addr = s.TCPAddrs()[0].String()
+		}
+		r := newRawClient(t, network, addr, "alice", "alice-pw")
+		if code := r.code(r.allocate()); code != 0 {
+			t.Fatalf("allocate: error %d", code)
+		}
+		for _, tc := range refusedMatrix {
+			if tc.addr == "198.51.100.255" { // needs a server interface on 198.51.100.0/24
+				continue
+			}
+			ip := netip.MustParseAddr(tc.addr)
+			t.Run(network+"/"+tc.addr, func(t *testing.T) {
+				r.t = t
+				before := metric(t, s.f.m.denials.WithLabelValues(tc.reason))
+				if code := r.code(r.peerRequest(ip, 0)); code != 403 {
+					t.Errorf("CreatePermission %s: got %d, want 403", ip, code)
+				}
+				if code := r.code(r.peerRequest(ip, 0x4001)); code != 403 {
+					t.Errorf("ChannelBind %s: got %d, want 403", ip, code)
+				}
+				if got := metric(t, s.f.m.denials.WithLabelValues(tc.reason)) - before; got != 2 {
+					t.Errorf("denials{reason=%s} grew by %v, want 2", tc.reason, got)
+				}
+			})
+		}
+		// A public peer is still allowed.
+		t.Run(network+"/public", func(t *testing.T) {
+			r.t = t
+			if code := r.code(r.peerRequest(netip.MustParseAddr("192.0.2.1"), 0)); code != 0 {
+				t.Errorf("CreatePermission to a public address: error %d", code)
+			}
+		})
+	}
+}
+
+func TestPionClientSees403(t *testing.T) {
+	s, _ := testServer(t, nil)
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			c := pionClient(t, s, network, "alice", "alice-pw")
+			relay, err := c.Allocate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer relay.Close()
+			_, err = relay.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9})
+			if !containsCode(err, "403") {
+				t.Fatalf("send to loopback peer: err = %v, want a 403", err)
+			}
+		})
+	}
+}
+
+func TestRelaySocketRefusesPolicyDestinations(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &filter{policy: NewPolicy(nil, nil, nil), m: NewMetrics(nil), tracker: newTracker(0, 0, NewMetrics(nil))}
+	rc := &relayConn{PacketConn: pc, f: f, key: "k"}
+	defer rc.Close()
+	for _, a := range []string{"127.0.0.1", "::ffff:127.0.0.1", "169.254.169.254", "::ffff:10.0.0.1"} {
+		t.Run(a, func(t *testing.T) {
+			_, err := rc.WriteTo([]byte("x"), &net.UDPAddr{IP: net.ParseIP(a), Port: 9})
+			if !errors.Is(err, errPeerRefused) {
+				t.Fatalf("WriteTo %s: err = %v, want errPeerRefused", a, err)
+			}
+		})
+	}
+}
+
+func TestExpiredRESTCredentialRefused(t *testing.T) {
+	s, _ := testServer(t, nil)
+	expired := RESTUsername(time.Now().Add(-time.Minute), "dave")
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			c := pionClient(t, s, network, expired, RESTPassword("s3cret-old", expired))
+			if _, err := c.Allocate(); err == nil {
+				t.Fatal("allocation with an expired REST credential succeeded")
+			}
+		})
+	}
+	if got := metric(t, s.f.m.authFailures.WithLabelValues(AuthExpired)); got < 2 {
+		t.Errorf("auth failures{reason=expired} = %v, want >= 2", got)
+	}
+	// Wrong secret and unknown user are refused too.
+	for name, cr := range map[string][2]string{
+		"wrong secret": {RESTUsername(time.Now().Add(time.Hour), "dave"), "bm90IGl0"},
+		"unknown user": {"mallory", "pw"},
+		"bad password": {"alice", "nope"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRawClient(t, "udp", s.UDPAddrs()[0].String(), cr[0], cr[1])
+			res := r.allocate()
+			if res.Type.Class != stun.ClassErrorResponse {
+				t.Fatal("allocation succeeded")
+			}
+		})
+	}
+}
+
+func TestQuotaGets486(t *testing.T) {
+	s, _ := testServer(t, func(c *Config) { c.MaxAllocsPerUser = 1; c.MaxAllocs = 2 })
+	udp, tcp := s.UDPAddrs()[0].String(), s.TCPAddrs()[0].String()
+
+	a1 := newRawClient(t, "udp", udp, "alice", "alice-pw")
+	if code := a1.code(a1.allocate()); code != 0 {
+		t.Fatalf("first allocation: %d", code)
+	}
+	// A retransmitted Allocate on the same 5-tuple is not a second allocation.
+	if code := a1.code(a1.request(stun.MethodAllocate, udpTransport)); code == 486 {
+		t.Fatalf("second Allocate on the same 5-tuple got 486, want pion's 437")
+	}
+	a2 := newRawClient(t, "tcp", tcp, "alice", "alice-pw")
+	if code := a2.code(a2.allocate()); code != 486 {
+		t.Fatalf("alice's second allocation: got %d, want 486", code)
+	}
+	b1 := newRawClient(t, "udp", udp, "bob", "bob-pw")
+	if code := b1.code(b1.allocate()); code != 0 {
+		t.Fatalf("bob's allocation: %d", code)
+	}
+	rest := RESTUsername(time.Now().Add(time.Hour), "erin")
+	e1 := newRawClient(t, "udp", udp, rest, RESTPassword("s3cret-old", rest))
+	if code := e1.code(e1.allocate()); code != 486 {
+		t.Fatalf("third allocation over the total limit: got %d, want 486", code)
+	}
+	if metric(t, s.f.m.quota.WithLabelValues(quotaUser)) != 1 || metric(t, s.f.m.quota.WithLabelValues(quotaTotal)) != 1 {
+		t.Errorf("quota refusals: user %v total %v, want 1 and 1",
+			metric(t, s.f.m.quota.WithLabelValues(quotaUser)), metric(t, s.f.m.quota.WithLabelValues(quotaTotal)))
+	}
+	// pion's client reports the 486 as well.
+	c := pionClient(t, s, "udp", "alice", "alice-pw")
+	if _, err := c.Allocate(); !containsCode(err, "486") {
+		t.Fatalf("pion client: err = %v, want 486", err)
+	}
+	// Releasing an allocation frees the quota.
+	res := a1.request(stun.MethodRefresh, rawAttr{stun.AttrLifetime, []byte{0, 0, 0, 0}})
+	if code := a1.code(res); code != 0 {
+		t.Fatalf("release: %d", code)
+	}
+	a3 := newRawClient(t, "udp", udp, "alice", "alice-pw")
+	if code := a3.code(a3.allocate()); code != 0 {
+		t.Fatalf("allocation after release: got %d, want success", code)
+	}
+	if metric(t, s.f.m.expired) != 1 || metric(t, s.f.m.active) != 2 {
+		t.Errorf("expired %v active %v, want 1 and 2", metric(t, s.f.m.expired), metric(t, s.f.m.active))
+	}
+}
+
+func TestDrain(t *testing.T) {
+	s, _ := testServer(t, loopbackAllowed)
+	peer := echoPeer(t)
+	c := pionClient(t, s, "udp", "alice", "alice-pw")
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Drain()
+	if s.Health() == nil {
+		t.Error("healthy while draining")
+	}
+	r := newRawClient(t, "udp", s.UDPAddrs()[0].String(), "bob", "bob-pw")
+	if code := r.code(r.allocate()); code != 508 {
+		t.Fatalf("allocate while draining: got %d, want 508", code)
+	}
+	relayEcho(t, relay, peer, []byte("still relaying"))
+	relay.Close() // releases the allocation; Shutdown then returns without waiting out the grace
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(t.Context(), time.Hour) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Shutdown did not return after the last allocation ended")
+	}
+}
