@@ -53,7 +53,7 @@ type acceptResult struct {
 	err   error
 }
 
-func handshake(t *testing.T, initiator, responder *identity.Identity, claimed [identity.KeySize]byte) (*SecureConn, error, acceptResult) {
+func handshake(t *testing.T, initiator, responder *identity.Identity, claimed [identity.KeySize]byte) (*SecureConn, acceptResult, error) {
 	t.Helper()
 	c, s := tcpPair(t)
 	ch := make(chan acceptResult, 1)
@@ -67,13 +67,13 @@ func handshake(t *testing.T, initiator, responder *identity.Identity, claimed [i
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	cc, err := Initiate(ctx, c, initiator, claimed, Hello{PipeID: "p1", Kind: "direct"})
-	return cc, err, <-ch
+	return cc, <-ch, err
 }
 
 func TestHandshake(t *testing.T) {
 	a, b, mallory := newID(t), newID(t), newID(t)
 	t.Run("both proven", func(t *testing.T) {
-		cc, err, res := handshake(t, a, b, b.Public)
+		cc, res, err := handshake(t, a, b, b.Public)
 		if err != nil || res.err != nil {
 			t.Fatalf("initiator %v, responder %v", err, res.err)
 		}
@@ -107,7 +107,7 @@ func TestHandshake(t *testing.T) {
 	})
 	t.Run("responder lacks the claimed key", func(t *testing.T) {
 		// mallory answers a connection meant for b.
-		_, err, res := handshake(t, a, mallory, b.Public)
+		_, res, err := handshake(t, a, mallory, b.Public)
 		if !errors.Is(err, ErrHandshake) {
 			t.Errorf("initiator: got %v, want ErrHandshake", err)
 		}
