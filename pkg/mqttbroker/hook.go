@@ -163,13 +163,18 @@ func (h *hook) retainedFull(topic string) bool {
 	if _, exists := h.srv.Topics.Retained.Get(topic); exists {
 		return false
 	}
+	return countRetained(h.srv) >= max
+}
+
+// countRetained counts retained messages outside $ topics.
+func countRetained(s *mqtt.Server) int {
 	n := 0
-	for t := range h.srv.Topics.Retained.GetAll() {
+	for t := range s.Topics.Retained.GetAll() {
 		if !strings.HasPrefix(t, "$") {
 			n++
 		}
 	}
-	return n >= max
+	return n
 }
 
 // refusal is what mochi should do with a publish over a limit: MQTT 5 QoS 1/2
