@@ -127,7 +127,7 @@ func Initiate(ctx context.Context, c net.Conn, id *identity.Identity, peer [iden
 	}
 	reply, err := readFrame(c, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no answer from %s (not a p2pd node, or it refused us): %v", ErrHandshake, c.RemoteAddr(), err)
+		return nil, fmt.Errorf("%w: %s refused the handshake: it does not hold the key of node %s, or is not a p2pd node (%v)", ErrHandshake, c.RemoteAddr(), identity.NodeID(peer), err)
 	}
 	_, cs1, cs2, err := hs.ReadMessage(nil, reply)
 	if err != nil {

@@ -1,0 +1,260 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/p2pd-go/p2pd/pkg/identity"
+	"github.com/p2pd-go/p2pd/pkg/peeraddr"
+	"github.com/p2pd-go/p2pd/pkg/signal"
+)
+
+// Strategy names, in P2PD's default order.
+const (
+	Direct  = "direct"
+	Reverse = "reverse"
+)
+
+// Hello kinds.
+const (
+	KindDirect  = "direct"
+	KindReverse = "reverse"
+)
+
+// DefaultStrategies is what Connect tries when given none.
+var DefaultStrategies = []string{Direct, Reverse}
+
+// Phase is one strategy's attempt.
+type Phase struct {
+	Strategy string        `json:"strategy"`
+	Duration time.Duration `json:"duration_ns"`
+	Err      string        `json:"error,omitempty"`
+}
+
+// Report says which strategy won and how long each phase took.
+type Report struct {
+	Winner string  `json:"winner,omitempty"`
+	Phases []Phase `json:"phases"`
+}
+
+// ErrNoStrategy is returned when every strategy failed; the report has why.
+var ErrNoStrategy = errors.New("node: every strategy failed")
+
+// Connect opens an authenticated pipe to the node of address to, trying
+// strategies in order (DefaultStrategies when empty).
+func (n *Node) Connect(ctx context.Context, to peeraddr.Address, strategies ...string) (*SecureConn, Report, error) {
+	var rep Report
+	peer, err := identity.ParseNodeID(to.NodeID)
+	if err != nil {
+		return nil, rep, fmt.Errorf("node: connect: %w", err)
+	}
+	if to.NodeID == n.ID() {
+		return nil, rep, errors.New("node: connect: that address is this node")
+	}
+	if len(strategies) == 0 {
+		strategies = DefaultStrategies
+	}
+	var msgs []string
+	for _, s := range strategies {
+		start := time.Now()
+		var sc *SecureConn
+		switch s {
+		case Direct:
+			sc, err = n.direct(ctx, to, peer, Hello{PipeID: newPipeID(), Kind: KindDirect}, n.cfg.DirectTimeout)
+		case Reverse:
+			sc, err = n.reverse(ctx, to)
+		default:
+			err = fmt.Errorf("unknown strategy %q (known: %s, %s)", s, Direct, Reverse)
+		}
+		d := time.Since(start)
+		n.cfg.Metrics.Duration.WithLabelValues(s).Observe(d.Seconds())
+		ph := Phase{Strategy: s, Duration: d}
+		if err != nil {
+			ph.Err = err.Error()
+			msgs = append(msgs, s+": "+err.Error())
+			n.cfg.Metrics.Connects.WithLabelValues(s, "failed").Inc()
+			rep.Phases = append(rep.Phases, ph)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		n.cfg.Metrics.Connects.WithLabelValues(s, "ok").Inc()
+		rep.Phases = append(rep.Phases, ph)
+		rep.Winner = s
+		return sc, rep, nil
+	}
+	return nil, rep, fmt.Errorf("%w: %s", ErrNoStrategy, strings.Join(msgs, "; "))
+}
+
+// Candidates lists where to reach a peer directly: IPv6 blocks first, each
+// block's external address, or its NIC address when the peer is behind the
+// same router as us (same external address). IPv6 link-local NIC addresses
+// are skipped: the peer's zone cannot be known.
+func Candidates(to, mine peeraddr.Address) []netip.AddrPort {
+	var out []netip.AddrPort
+	seen := map[netip.AddrPort]bool{}
+	for _, fam := range [][2][]peeraddr.Block{{to.IPv6, mine.IPv6}, {to.IPv4, mine.IPv4}} {
+		for _, b := range fam[0] {
+			ip := b.Ext
+			if sameRouter(b, fam[1]) {
+				ip = b.NIC
+			}
+			if !ip.IsValid() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() {
+				continue
+			}
+			ap := netip.AddrPortFrom(ip, b.Port)
+			if !seen[ap] {
+				seen[ap] = true
+				out = append(out, ap)
+			}
+		}
+	}
+	return out
+}
+
+func sameRouter(b peeraddr.Block, mine []peeraddr.Block) bool {
+	for _, m := range mine {
+		if m.Ext == b.Ext {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) myAddress() peeraddr.Address {
+	if n.cfg.Address == nil {
+		return peeraddr.Address{}
+	}
+	a, err := n.cfg.Address()
+	if err != nil {
+		return peeraddr.Address{}
+	}
+	return a
+}
+
+// direct races a connection to every candidate; the first that completes
+// the handshake wins and the others are closed.
+func (n *Node) direct(ctx context.Context, to peeraddr.Address, peer [identity.KeySize]byte, hello Hello, timeout time.Duration) (*SecureConn, error) {
+	cands := Candidates(to, n.myAddress())
+	if len(cands) == 0 {
+		return nil, errors.New("the address has no reachable candidate")
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		sc  *SecureConn
+		err error
+	}
+	results := make(chan result, len(cands))
+	for _, ap := range cands {
+		go func() {
+			c, err := n.cfg.Net.DialContext(ctx, "tcp", ap.String())
+			if err != nil {
+				results <- result{nil, fmt.Errorf("%s: %w", ap, err)}
+				return
+			}
+			sc, err := Initiate(ctx, c, n.cfg.Identity, peer, hello)
+			if err != nil {
+				c.Close()
+				results <- result{nil, fmt.Errorf("%s: %w", ap, err)}
+				return
+			}
+			results <- result{sc, nil}
+		}()
+	}
+	var winner *SecureConn
+	var errs []string
+	for range cands {
+		r := <-results
+		switch {
+		case r.err != nil:
+			errs = append(errs, r.err.Error())
+		case winner == nil:
+			winner = r.sc
+			cancel() // stop the others
+		default:
+			r.sc.Close()
+		}
+	}
+	if winner != nil {
+		return winner, nil
+	}
+	return nil, errors.New(strings.Join(errs, "; "))
+}
+
+// reverse asks the peer over signalling to connect back, and waits for its
+// authenticated pipe carrying our pipe id.
+func (n *Node) reverse(ctx context.Context, to peeraddr.Address) (*SecureConn, error) {
+	if n.cfg.Signal == nil || n.cfg.Address == nil {
+		return nil, errors.New("no signalling configured")
+	}
+	mine, err := n.cfg.Address()
+	if err != nil {
+		return nil, fmt.Errorf("own address: %w", err)
+	}
+	id := newPipeID()
+	w := waiter{peer: to.NodeID, ch: make(chan *SecureConn, 1)}
+	n.mu.Lock()
+	n.waiters[id] = w
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.waiters, id)
+		n.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReverseTimeout)
+	defer cancel()
+	ttl := int64(n.cfg.ReverseTimeout / time.Second)
+	if err := n.cfg.Signal.SendTo(ctx, to, signal.Body{Type: signal.TypeCon, PipeID: id, TTL: max(ttl, 1), SrcAddr: mine.String()}); err != nil {
+		return nil, fmt.Errorf("send CON: %w", err)
+	}
+	select {
+	case sc := <-w.ch:
+		return sc, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("peer did not connect back within %v", n.cfg.ReverseTimeout)
+	}
+}
+
+// HandleSignal acts on a signalling message for the node: a CON makes it
+// connect back to the sender's address. Other types are ignored (false).
+func (n *Node) HandleSignal(m *signal.Message) bool {
+	if m.Type != signal.TypeCon {
+		return false
+	}
+	addr, err := peeraddr.Parse(m.SrcAddr)
+	if err != nil {
+		n.cfg.Log.Info("CON with a bad address dropped", "from", m.FromID(), "err", err)
+		return true
+	}
+	if addr.NodeID != m.FromID() {
+		// Only connect back to the node that asked: no reflecting our
+		// connections at third parties.
+		n.cfg.Log.Info("CON for another node's address dropped", "from", m.FromID(), "addr_node", addr.NodeID)
+		return true
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		start := time.Now()
+		sc, err := n.direct(n.ctx, addr, m.From, Hello{PipeID: m.PipeID, Kind: KindReverse}, n.cfg.ReverseTimeout)
+		n.cfg.Metrics.Duration.WithLabelValues("reverse_back").Observe(time.Since(start).Seconds())
+		if err != nil {
+			n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "failed").Inc()
+			n.cfg.Log.Info("connect back failed", "to", m.FromID(), "err", err)
+			return
+		}
+		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "ok").Inc()
+		if n.cfg.OnPipe == nil {
+			sc.Close()
+			return
+		}
+		n.cfg.OnPipe(sc, Hello{PipeID: m.PipeID, Kind: KindReverse})
+	}()
+	return true
+}

@@ -1,0 +1,40 @@
+package node
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics counts what the node does.
+type Metrics struct {
+	Connects   *prometheus.CounterVec   // agent_connects_total{strategy,result}
+	Duration   *prometheus.HistogramVec // agent_connect_duration_seconds{strategy}
+	Handshakes *prometheus.CounterVec   // agent_handshakes_total{result}
+	Inbound    prometheus.Counter       // agent_inbound_pipes_total
+}
+
+// NewMetrics creates the node metrics.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		Connects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agent_connects_total", Help: "Connection attempts by strategy and result.",
+		}, []string{"strategy", "result"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "agent_connect_duration_seconds", Help: "Time a strategy took, successful or not.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}, []string{"strategy"}),
+		Handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agent_handshakes_total", Help: "Inbound pipe handshakes by result (ok, failed, busy).",
+		}, []string{"result"}),
+		Inbound: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agent_inbound_pipes_total", Help: "Authenticated inbound pipes handed to the application.",
+		}),
+	}
+}
+
+// Register adds the metrics to reg.
+func (m *Metrics) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.Connects, m.Duration, m.Handshakes, m.Inbound} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

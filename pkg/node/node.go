@@ -1,0 +1,231 @@
+// Package node is the P2P node: it listens for pipes from peers, proves its
+// identity on each (Noise IK, see secure.go), and opens pipes to peers by
+// direct connect and reverse connect (asking the peer over signalling to
+// connect back).
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/p2pd-go/p2pd/internal/sock"
+	"github.com/p2pd-go/p2pd/pkg/identity"
+	"github.com/p2pd-go/p2pd/pkg/peeraddr"
+	"github.com/p2pd-go/p2pd/pkg/signal"
+)
+
+// DefaultPort is the node listener's port unless configured.
+const DefaultPort = 10001
+
+// Signaller sends signalling messages (pkg/signal's Client).
+type Signaller interface {
+	SendTo(ctx context.Context, to peeraddr.Address, body signal.Body) error
+}
+
+// Config configures a Node.
+type Config struct {
+	Identity *identity.Identity
+	// Listen are the listener addresses; default 0.0.0.0:DefaultPort (tcp4)
+	// and [::]:DefaultPort (tcp6). Wildcards cover every route.
+	Listen []string
+	// Net creates sockets (sock.Host when nil).
+	Net sock.Net
+	// Signal sends CON requests for reverse connect; nil disables reverse.
+	Signal Signaller
+	// Address returns this node's current peer address (for CON requests and
+	// same-router detection).
+	Address func() (peeraddr.Address, error)
+	// OnPipe receives inbound pipes (direct or reverse) after the handshake.
+	// The receiver owns the pipe. Nil closes them.
+	OnPipe func(*SecureConn, Hello)
+	// Timeouts per strategy and for handshakes (defaults 4 s, 10 s, 5 s).
+	DirectTimeout, ReverseTimeout, HandshakeTimeout time.Duration
+	// MaxHandshakes bounds concurrent inbound handshakes (default 64).
+	MaxHandshakes int
+	Metrics       *Metrics
+	Log           *slog.Logger
+}
+
+// Node listens for and opens pipes.
+type Node struct {
+	cfg     Config
+	lns     []net.Listener
+	sem     chan struct{}
+	mu      sync.Mutex
+	waiters map[string]waiter // reverse connects awaiting the peer, by pipe id
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+type waiter struct {
+	peer string
+	ch   chan *SecureConn
+}
+
+// New checks cfg and fills defaults.
+func New(cfg Config) (*Node, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("node: config needs an Identity")
+	}
+	if cfg.Net == nil {
+		cfg.Net = sock.Host
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{fmt.Sprintf("0.0.0.0:%d", DefaultPort), fmt.Sprintf("[::]:%d", DefaultPort)}
+	}
+	if cfg.DirectTimeout <= 0 {
+		cfg.DirectTimeout = 4 * time.Second
+	}
+	if cfg.ReverseTimeout <= 0 {
+		cfg.ReverseTimeout = 10 * time.Second
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 5 * time.Second
+	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = 64
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	n := &Node{cfg: cfg, sem: make(chan struct{}, cfg.MaxHandshakes), waiters: map[string]waiter{}}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	return n, nil
+}
+
+// ID is the node id.
+func (n *Node) ID() string { return identity.NodeID(n.cfg.Identity.Public) }
+
+// Start opens the listeners. It fails only if none could be opened.
+func (n *Node) Start(ctx context.Context) error {
+	var errs []error
+	for _, a := range n.cfg.Listen {
+		network := "tcp4"
+		if host, _, err := net.SplitHostPort(a); err == nil && len(host) > 0 && containsColon(host) {
+			network = "tcp6"
+		}
+		ln, err := n.cfg.Net.Listen(ctx, network, a)
+		if err != nil {
+			errs = append(errs, err)
+			n.cfg.Log.Warn("node listener not opened", "addr", a, "err", err)
+			continue
+		}
+		n.lns = append(n.lns, ln)
+		n.wg.Add(1)
+		go n.acceptLoop(ln)
+	}
+	if len(n.lns) == 0 {
+		return fmt.Errorf("node: no listener could be opened: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func containsColon(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+// Addrs lists the listeners' addresses.
+func (n *Node) Addrs() []net.Addr {
+	out := make([]net.Addr, 0, len(n.lns))
+	for _, ln := range n.lns {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// Close stops the listeners and waits for handshakes in progress.
+func (n *Node) Close() error {
+	n.cancel()
+	for _, ln := range n.lns {
+		ln.Close()
+	}
+	n.wg.Wait()
+	return nil
+}
+
+func (n *Node) acceptLoop(ln net.Listener) {
+	defer n.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if n.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			n.cfg.Log.Warn("node accept", "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		select {
+		case n.sem <- struct{}{}:
+		default:
+			n.cfg.Metrics.Handshakes.WithLabelValues("busy").Inc()
+			c.Close()
+			continue
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer func() { <-n.sem }()
+			n.inbound(c)
+		}()
+	}
+}
+
+// inbound authenticates an accepted connection and routes it: to a waiting
+// reverse connect, or to the application.
+func (n *Node) inbound(c net.Conn) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.HandshakeTimeout)
+	defer cancel()
+	sc, hello, err := Accept(ctx, c, n.cfg.Identity)
+	if err != nil {
+		n.cfg.Metrics.Handshakes.WithLabelValues("failed").Inc()
+		n.cfg.Log.Info("inbound pipe refused", "remote", c.RemoteAddr(), "err", err)
+		c.Close()
+		return
+	}
+	n.cfg.Metrics.Handshakes.WithLabelValues("ok").Inc()
+	if hello.Kind == KindReverse {
+		n.mu.Lock()
+		w, ok := n.waiters[hello.PipeID]
+		if ok && w.peer == sc.RemoteNodeID() {
+			delete(n.waiters, hello.PipeID)
+		}
+		n.mu.Unlock()
+		if ok && w.peer == sc.RemoteNodeID() {
+			w.ch <- sc // buffered: never blocks
+			return
+		}
+	}
+	n.cfg.Metrics.Inbound.Inc()
+	if n.cfg.OnPipe == nil {
+		sc.Close()
+		return
+	}
+	n.cfg.OnPipe(sc, hello)
+}
+
+// newPipeID returns 15 random characters, like P2PD's pipe ids.
+func newPipeID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	var b [15]byte
+	_, _ = rand.Read(b[:])
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b[:])
+}
