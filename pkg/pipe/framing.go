@@ -1,0 +1,144 @@
+package pipe
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Framing says how a pipe cuts its byte stream into messages.
+type Framing int
+
+const (
+	// Frames prefixes each message with its length as a 4-byte big-endian
+	// integer. Boundaries survive and payloads may hold any bytes. The
+	// default, and what agents use between each other.
+	Frames Framing = iota
+	// Lines ends each message with "\n" (not part of the message), like
+	// P2PD v3's line protocol. A message may not contain "\n".
+	Lines
+	// Chunks treats whatever one read returns as a message, as P2PD does.
+	// Boundaries are not preserved: the sender's writes may arrive merged
+	// or split. For talking to programs that write raw bytes.
+	Chunks
+)
+
+// String names the framing.
+func (f Framing) String() string {
+	switch f {
+	case Frames:
+		return "frames"
+	case Lines:
+		return "lines"
+	case Chunks:
+		return "chunks"
+	}
+	return fmt.Sprintf("framing(%d)", int(f))
+}
+
+// Framing errors.
+var (
+	ErrTooLarge = errors.New("pipe: message too large")
+	ErrNewline  = errors.New("pipe: message contains a newline (framing is lines)")
+)
+
+const frameHeader = 4
+
+// encode returns data as it goes on the wire.
+func (f Framing) encode(data []byte, max int) ([]byte, error) {
+	if len(data) > max {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), max)
+	}
+	switch f {
+	case Frames:
+		out := make([]byte, frameHeader+len(data))
+		binary.BigEndian.PutUint32(out, uint32(len(data)))
+		copy(out[frameHeader:], data)
+		return out, nil
+	case Lines:
+		if bytes.IndexByte(data, '\n') >= 0 {
+			return nil, ErrNewline
+		}
+		return append(append(make([]byte, 0, len(data)+1), data...), '\n'), nil
+	case Chunks:
+		return data, nil
+	}
+	return nil, fmt.Errorf("pipe: unknown framing %d", int(f))
+}
+
+// decoder reads messages from a stream. next returns io.EOF at a clean end.
+type decoder struct {
+	f   Framing
+	max int
+	r   *bufio.Reader
+	buf []byte
+}
+
+func newDecoder(f Framing, r io.Reader, max int) *decoder {
+	return &decoder{f: f, max: max, r: bufio.NewReader(r)}
+}
+
+// next returns the next message; the slice is the caller's to keep.
+func (d *decoder) next() ([]byte, error) {
+	switch d.f {
+	case Frames:
+		var h [frameHeader]byte
+		if _, err := io.ReadFull(d.r, h[:]); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("pipe: stream ended inside a frame header: %w", err)
+			}
+			return nil, err
+		}
+		n := binary.BigEndian.Uint32(h[:])
+		if uint64(n) > uint64(d.max) {
+			return nil, fmt.Errorf("%w: frame of %d bytes, at most %d", ErrTooLarge, n, d.max)
+		}
+		msg := make([]byte, n)
+		if _, err := io.ReadFull(d.r, msg); err != nil {
+			return nil, fmt.Errorf("pipe: stream ended inside a frame: %w", noEOF(err))
+		}
+		return msg, nil
+	case Lines:
+		var msg []byte
+		for {
+			part, err := d.r.ReadSlice('\n')
+			if len(msg)+len(part) > d.max+1 {
+				return nil, fmt.Errorf("%w: line longer than %d bytes", ErrTooLarge, d.max)
+			}
+			msg = append(msg, part...)
+			switch {
+			case err == nil:
+				return msg[:len(msg)-1], nil
+			case errors.Is(err, bufio.ErrBufferFull):
+				continue
+			case errors.Is(err, io.EOF) && len(msg) > 0:
+				return msg, nil // last line without "\n": deliver it, lose nothing
+			default:
+				return nil, err
+			}
+		}
+	case Chunks:
+		if d.buf == nil {
+			d.buf = make([]byte, min(d.max, 64<<10))
+		}
+		n, err := d.r.Read(d.buf)
+		if n > 0 {
+			return append([]byte(nil), d.buf[:n]...), nil
+		}
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return nil, err
+	}
+	return nil, fmt.Errorf("pipe: unknown framing %d", int(d.f))
+}
+
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

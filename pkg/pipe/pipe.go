@@ -1,0 +1,381 @@
+// Package pipe gives a stream connection P2PD's pipe semantics: incoming
+// messages go to every matching subscription, each with its own bounded
+// queue (or a handler instead of a queue); Recv waits for a message on a
+// subscription; close callbacks report the end of the connection.
+//
+// A subscription is a pair of regular expressions (Go RE2 syntax). The
+// message pattern is searched in the payload, the address pattern in the
+// sender's "ip:port" (IPv6 as "[ip]:port"); an empty pattern matches
+// everything, so the zero Sub matches every message. A message that no
+// subscription matches is discarded and counted.
+//
+// How the byte stream is cut into messages is chosen by Framing.
+package pipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"regexp"
+	"sync"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	DefaultQueueSize   = 1000    // messages per subscription queue
+	DefaultMaxMessage  = 1 << 20 // bytes
+	DefaultRecvTimeout = 2 * time.Second
+)
+
+// Errors.
+var (
+	ErrTimeout   = errors.New("pipe: recv timed out")
+	ErrNoSub     = errors.New("pipe: no such subscription")
+	ErrSubExists = errors.New("pipe: subscription exists")
+	ErrClosed    = errors.New("pipe: closed")
+)
+
+// Sub identifies a subscription: a message pattern and an address pattern.
+type Sub struct {
+	Msg  string // searched in the payload; "" matches all
+	Addr string // searched in "ip:port"; "" matches all
+}
+
+// Message is one received message.
+type Message struct {
+	Data []byte         // shared by every queue it went to: do not modify
+	From netip.AddrPort // the remote end
+}
+
+// Options configure a pipe. Zero fields take the defaults.
+type Options struct {
+	Framing    Framing
+	MaxMessage int // largest message sent or received
+	QueueSize  int // per subscription; the oldest message is dropped when full
+	Metrics    *Metrics
+	Log        *slog.Logger
+}
+
+// Pipe wraps a stream connection. It is safe for concurrent use.
+type Pipe struct {
+	conn net.Conn
+	opts Options
+	from netip.AddrPort
+	dec  *decoder
+	done chan struct{}
+
+	wmu sync.Mutex // serialises writes
+
+	mu       sync.Mutex
+	subs     map[Sub]*subscription
+	onClose  []func(error)
+	cbsRan   bool // close callbacks were taken by the reader
+	closed   bool
+	err      error // why the pipe closed; nil for a clean end
+	localEnd bool
+	dropped  uint64
+}
+
+type subscription struct {
+	msg, addr *regexp.Regexp
+	handler   func(Message)
+	items     []Message
+	max       int
+	wake      chan struct{} // closed and replaced when the queue changes
+}
+
+// New wraps conn and starts reading from it. The pipe owns conn from now on.
+func New(conn net.Conn, opts Options) *Pipe {
+	if opts.MaxMessage <= 0 {
+		opts.MaxMessage = DefaultMaxMessage
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	p := &Pipe{
+		conn: conn,
+		opts: opts,
+		from: addrPort(conn.RemoteAddr()),
+		dec:  newDecoder(opts.Framing, conn, opts.MaxMessage),
+		done: make(chan struct{}),
+		subs: make(map[Sub]*subscription),
+	}
+	go p.readLoop()
+	return p
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// RemoteAddr is the address of the other end.
+func (p *Pipe) RemoteAddr() netip.AddrPort { return p.from }
+
+// Subscribe adds a queue for messages matching s.
+func (p *Pipe) Subscribe(s Sub) error { return p.subscribe(s, nil) }
+
+// SubscribeFunc adds a subscription whose matching messages are passed to h
+// instead of a queue. h runs on the pipe's reader: while it runs, no further
+// message is read, so it should return quickly.
+func (p *Pipe) SubscribeFunc(s Sub, h func(Message)) error {
+	if h == nil {
+		return errors.New("pipe: nil handler")
+	}
+	return p.subscribe(s, h)
+}
+
+func (p *Pipe) subscribe(s Sub, h func(Message)) error {
+	sub := &subscription{handler: h, max: p.opts.QueueSize, wake: make(chan struct{})}
+	var err error
+	if sub.msg, err = compile(s.Msg); err != nil {
+		return fmt.Errorf("pipe: message pattern: %w", err)
+	}
+	if sub.addr, err = compile(s.Addr); err != nil {
+		return fmt.Errorf("pipe: address pattern: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.subs[s]; ok {
+		return fmt.Errorf("%w: %+v", ErrSubExists, s)
+	}
+	p.subs[s] = sub
+	return nil
+}
+
+func compile(pat string) (*regexp.Regexp, error) {
+	if pat == "" {
+		return nil, nil
+	}
+	return regexp.Compile(pat)
+}
+
+// Unsubscribe removes a subscription and its queued messages.
+func (p *Pipe) Unsubscribe(s Sub) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sub, ok := p.subs[s]
+	if !ok {
+		return fmt.Errorf("%w: %+v", ErrNoSub, s)
+	}
+	delete(p.subs, s)
+	close(sub.wake)
+	return nil
+}
+
+// Recv returns the oldest queued message of subscription s, waiting up to
+// timeout (DefaultRecvTimeout when <= 0) or until ctx ends. It returns
+// ErrTimeout when nothing came, ErrNoSub when s is not (or no longer)
+// subscribed, and ErrClosed once the pipe closed and the queue is empty.
+func (p *Pipe) Recv(ctx context.Context, s Sub, timeout time.Duration) (Message, error) {
+	if timeout <= 0 {
+		timeout = DefaultRecvTimeout
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		p.mu.Lock()
+		sub, ok := p.subs[s]
+		switch {
+		case !ok:
+			p.mu.Unlock()
+			return Message{}, fmt.Errorf("%w: %+v", ErrNoSub, s)
+		case sub.handler != nil:
+			p.mu.Unlock()
+			return Message{}, fmt.Errorf("pipe: subscription %+v has a handler, not a queue", s)
+		case len(sub.items) > 0:
+			m := sub.items[0]
+			sub.items[0] = Message{}
+			sub.items = sub.items[1:]
+			p.mu.Unlock()
+			return m, nil
+		case p.closed:
+			err := p.err
+			p.mu.Unlock()
+			if err != nil {
+				return Message{}, fmt.Errorf("%w: %w", ErrClosed, err)
+			}
+			return Message{}, ErrClosed
+		}
+		wake := sub.wake
+		p.mu.Unlock()
+		select {
+		case <-wake:
+		case <-p.done:
+		case <-timer.C:
+			return Message{}, ErrTimeout
+		case <-ctx.Done():
+			return Message{}, fmt.Errorf("pipe: recv: %w", ctx.Err())
+		}
+	}
+}
+
+// Send writes one message. A failed write closes the pipe, since the stream
+// may hold part of the message.
+func (p *Pipe) Send(ctx context.Context, data []byte) error {
+	wire, err := p.opts.Framing.encode(data, p.opts.MaxMessage)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+		return ErrClosed
+	default:
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	stop := context.AfterFunc(ctx, func() { p.conn.SetWriteDeadline(time.Unix(1, 0)) })
+	_, err = p.conn.Write(wire)
+	if !stop() {
+		p.conn.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		p.shutdown(err)
+		return fmt.Errorf("pipe: send: %w", err)
+	}
+	if p.opts.Metrics != nil {
+		p.opts.Metrics.Sent.Inc()
+	}
+	return nil
+}
+
+// OnClose registers f to be called once with the reason the pipe closed (nil
+// for a clean end or a local Close). If the pipe is already closed, f runs
+// at once.
+func (p *Pipe) OnClose(f func(error)) {
+	p.mu.Lock()
+	if !p.cbsRan {
+		p.onClose = append(p.onClose, f)
+		p.mu.Unlock()
+		return
+	}
+	err := p.err
+	p.mu.Unlock()
+	f(err)
+}
+
+// Close closes the connection. Queued messages stay readable with Recv.
+func (p *Pipe) Close() error {
+	p.mu.Lock()
+	p.localEnd = true
+	p.mu.Unlock()
+	if err := p.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("pipe: close: %w", err)
+	}
+	return nil
+}
+
+// Done is closed once the pipe has closed and its close callbacks ran.
+func (p *Pipe) Done() <-chan struct{} { return p.done }
+
+// Err returns why the pipe closed (nil while open or after a clean end).
+func (p *Pipe) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Dropped returns how many queued messages were dropped because a queue was
+// full.
+func (p *Pipe) Dropped() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dropped
+}
+
+func (p *Pipe) readLoop() {
+	var err error
+	for {
+		var data []byte
+		data, err = p.dec.next()
+		if err != nil {
+			break
+		}
+		p.deliver(Message{Data: data, From: p.from})
+	}
+	p.shutdown(err)
+	p.conn.Close()
+	p.mu.Lock()
+	cbs := p.onClose
+	p.onClose = nil
+	p.cbsRan = true
+	reason := p.err
+	p.mu.Unlock()
+	close(p.done)
+	for _, f := range cbs {
+		f(reason)
+	}
+}
+
+// shutdown marks the pipe closed with the first reason seen.
+func (p *Pipe) shutdown(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	if p.localEnd || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	p.err = err
+	if err != nil {
+		p.opts.Log.Debug("pipe: closed", "remote", p.from, "err", err)
+		p.conn.Close() // wakes the reader after a failed write
+	}
+}
+
+// deliver hands m to every matching subscription.
+func (p *Pipe) deliver(m Message) {
+	addr := m.From.String()
+	var handlers []func(Message)
+	matched := false
+	p.mu.Lock()
+	for _, sub := range p.subs {
+		if (sub.msg != nil && !sub.msg.Match(m.Data)) || (sub.addr != nil && !sub.addr.MatchString(addr)) {
+			continue
+		}
+		matched = true
+		if sub.handler != nil {
+			handlers = append(handlers, sub.handler)
+			continue
+		}
+		if len(sub.items) >= sub.max {
+			sub.items[0] = Message{}
+			sub.items = sub.items[1:]
+			p.dropped++
+			if p.opts.Metrics != nil {
+				p.opts.Metrics.Dropped.Inc()
+			}
+		}
+		sub.items = append(sub.items, m)
+		close(sub.wake)
+		sub.wake = make(chan struct{})
+	}
+	p.mu.Unlock()
+	if p.opts.Metrics != nil {
+		p.opts.Metrics.Received.Inc()
+		if !matched {
+			p.opts.Metrics.Unmatched.Inc()
+		}
+	}
+	for _, h := range handlers {
+		h(m)
+	}
+}

@@ -1,0 +1,397 @@
+package pipe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/p2pd-go/p2pd/internal/metricstest"
+)
+
+// tcpPair returns both ends of a real loopback TCP connection.
+func tcpPair(t *testing.T, network, addr string) (client, server net.Conn) {
+	t.Helper()
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Skipf("no %s loopback: %v", network, err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial(network, l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// pipePair wraps both ends of a loopback connection in pipes.
+func pipePair(t *testing.T, opts Options) (a, b *Pipe) {
+	t.Helper()
+	c, s := tcpPair(t, "tcp4", "127.0.0.1:0")
+	a, b = New(c, opts), New(s, opts)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// sync subscribes a handler on every message of p and returns a function
+// that waits until n messages in total have been read by the pipe.
+func syncOn(t *testing.T, p *Pipe) func(n int) {
+	t.Helper()
+	seen := make(chan struct{}, 1000)
+	if err := p.SubscribeFunc(Sub{Msg: "", Addr: ".*"}, func(Message) { seen <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	return func(n int) {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for got < n {
+			select {
+			case <-seen:
+				got++
+			case <-timeout:
+				t.Fatalf("pipe read %d of %d messages", got, n)
+			}
+		}
+	}
+}
+
+func recvAll(t *testing.T, p *Pipe, s Sub) []string {
+	t.Helper()
+	var out []string
+	for {
+		m, err := p.Recv(context.Background(), s, 50*time.Millisecond)
+		if errors.Is(err, ErrTimeout) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("Recv(%+v): %v", s, err)
+		}
+		out = append(out, string(m.Data))
+	}
+}
+
+// Every matching subscription gets its own copy of a message (v2 "find
+// all" semantics); patterns are searched in the payload and in "ip:port".
+func TestFanOut(t *testing.T) {
+	a, b := pipePair(t, Options{})
+	port := a.conn.LocalAddr().(*net.TCPAddr).Port
+	subs := []struct {
+		sub  Sub
+		want []string
+	}{
+		{Sub{}, []string{"hello", "Helo", "bye", "ping 42"}},
+		{Sub{Msg: "[hH]el+o"}, []string{"hello", "Helo"}},
+		{Sub{Msg: "^bye$"}, []string{"bye"}},
+		{Sub{Msg: `\d+`, Addr: `^127\.0\.0\.1:` + fmt.Sprint(port) + `$`}, []string{"ping 42"}},
+		{Sub{Addr: `^\[::1\]`}, nil},
+		{Sub{Msg: "nothing"}, nil},
+	}
+	for _, s := range subs {
+		if err := b.Subscribe(s.sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := syncOn(t, b)
+	ctx := context.Background()
+	for _, m := range []string{"hello", "Helo", "bye", "ping 42"} {
+		if err := a.Send(ctx, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(4)
+	for _, s := range subs {
+		t.Run(fmt.Sprintf("%q/%q", s.sub.Msg, s.sub.Addr), func(t *testing.T) {
+			got := recvAll(t, b, s.sub)
+			if strings.Join(got, "|") != strings.Join(s.want, "|") {
+				t.Fatalf("got %q, want %q", got, s.want)
+			}
+		})
+	}
+}
+
+func TestFramings(t *testing.T) {
+	msgs := []string{"one", "", "two\x00with\xffbinary", strings.Repeat("x", 100_000), "last"}
+	tests := []struct {
+		framing Framing
+		skip    func(string) bool // messages the framing cannot carry
+	}{
+		{Frames, func(string) bool { return false }},
+		{Lines, func(string) bool { return false }},
+		{Chunks, func(s string) bool { return s == "" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.framing.String(), func(t *testing.T) {
+			a, b := pipePair(t, Options{Framing: tc.framing})
+			if err := b.Subscribe(Sub{}); err != nil {
+				t.Fatal(err)
+			}
+			var sent []string
+			for _, m := range msgs {
+				if tc.skip(m) {
+					continue
+				}
+				if err := a.Send(context.Background(), []byte(m)); err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+				sent = append(sent, m)
+			}
+			a.Close()
+			var got []string
+			for {
+				m, err := b.Recv(context.Background(), Sub{}, 30*time.Second)
+				if errors.Is(err, ErrClosed) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, string(m.Data))
+			}
+			if tc.framing == Chunks { // boundaries are not kept; bytes are
+				if strings.Join(got, "") != strings.Join(sent, "") {
+					t.Fatalf("chunks carried %d bytes, want %d", len(strings.Join(got, "")), len(strings.Join(sent, "")))
+				}
+				return
+			}
+			if len(got) != len(sent) {
+				t.Fatalf("got %d messages, want %d", len(got), len(sent))
+			}
+			for i := range sent {
+				if got[i] != sent[i] {
+					t.Fatalf("message %d differs", i)
+				}
+			}
+		})
+	}
+}
+
+func TestQueueDropsOldest(t *testing.T) {
+	metrics := NewMetrics()
+	reg := prometheus.NewRegistry()
+	if err := metrics.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	a, b := pipePair(t, Options{QueueSize: 3, Metrics: metrics})
+	if err := b.Subscribe(Sub{Msg: "^m"}); err != nil {
+		t.Fatal(err)
+	}
+	wait := syncOn(t, b)
+	for i := 1; i <= 5; i++ {
+		if err := a.Send(context.Background(), []byte(fmt.Sprintf("m%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(5)
+	if got := strings.Join(recvAll(t, b, Sub{Msg: "^m"}), ","); got != "m3,m4,m5" {
+		t.Fatalf("queue holds %s, want m3,m4,m5", got)
+	}
+	if b.Dropped() != 2 {
+		t.Errorf("Dropped = %d, want 2", b.Dropped())
+	}
+	if got := testutil.ToFloat64(metrics.Dropped); got != 2 {
+		t.Errorf("agent_pipe_queue_dropped_total = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(metrics.Sent); got != 5 {
+		t.Errorf("agent_pipe_messages_sent_total = %v, want 5", got)
+	}
+	metricstest.Lint(t, reg, "agent")
+}
+
+func TestUnmatchedCounted(t *testing.T) {
+	metrics := NewMetrics()
+	a, b := pipePair(t, Options{Metrics: metrics})
+	if err := b.Subscribe(Sub{Msg: "keep"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, m := range []string{"drop me", "keep me"} {
+		if err := a.Send(ctx, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := b.Recv(ctx, Sub{Msg: "keep"}, 30*time.Second)
+	if err != nil || string(m.Data) != "keep me" {
+		t.Fatalf("Recv = %q, %v", m.Data, err)
+	}
+	// The reader handles messages in order, so "drop me" was counted before
+	// "keep me" was queued.
+	if got := testutil.ToFloat64(metrics.Unmatched); got != 1 {
+		t.Errorf("agent_pipe_unmatched_total = %v, want 1", got)
+	}
+}
+
+func TestRecvErrors(t *testing.T) {
+	_, b := pipePair(t, Options{})
+	ctx := context.Background()
+	if err := b.Subscribe(Sub{Msg: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		run  func() error
+		want error
+	}{
+		{"timeout", func() error { _, err := b.Recv(ctx, Sub{Msg: "x"}, 10*time.Millisecond); return err }, ErrTimeout},
+		{"unknown sub", func() error { _, err := b.Recv(ctx, Sub{Msg: "y"}, time.Second); return err }, ErrNoSub},
+		{"duplicate sub", func() error { return b.Subscribe(Sub{Msg: "x"}) }, ErrSubExists},
+		{"unsubscribe unknown", func() error { return b.Unsubscribe(Sub{Msg: "y"}) }, ErrNoSub},
+		{"cancelled", func() error {
+			c, cancel := context.WithCancel(ctx)
+			cancel()
+			_, err := b.Recv(c, Sub{Msg: "x"}, time.Minute)
+			return err
+		}, context.Canceled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.run(); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	t.Run("bad pattern", func(t *testing.T) {
+		if err := b.Subscribe(Sub{Msg: "("}); err == nil || !strings.Contains(err.Error(), "message pattern") {
+			t.Fatalf("Subscribe with bad regex: %v", err)
+		}
+		if err := b.Subscribe(Sub{Addr: "[z-a]"}); err == nil || !strings.Contains(err.Error(), "address pattern") {
+			t.Fatalf("Subscribe with bad regex: %v", err)
+		}
+	})
+	t.Run("unsubscribe wakes recv", func(t *testing.T) {
+		errc := make(chan error, 1)
+		go func() { _, err := b.Recv(ctx, Sub{Msg: "x"}, time.Minute); errc <- err }()
+		for {
+			// Unsubscribe may win before Recv starts waiting; either way
+			// Recv must end with ErrNoSub, not a timeout.
+			if err := b.Unsubscribe(Sub{Msg: "x"}); err == nil {
+				break
+			}
+		}
+		if err := <-errc; !errors.Is(err, ErrNoSub) {
+			t.Fatalf("Recv after Unsubscribe: %v", err)
+		}
+	})
+}
+
+func TestSendErrors(t *testing.T) {
+	a, _ := pipePair(t, Options{Framing: Lines, MaxMessage: 10})
+	ctx := context.Background()
+	if err := a.Send(ctx, []byte("a\nb")); !errors.Is(err, ErrNewline) {
+		t.Errorf("newline in lines framing: %v", err)
+	}
+	if err := a.Send(ctx, bytes.Repeat([]byte("a"), 11)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("oversized message: %v", err)
+	}
+	if err := a.Send(ctx, []byte("fine")); err != nil {
+		t.Errorf("valid message after refused ones: %v", err)
+	}
+}
+
+// A peer announcing a frame larger than MaxMessage closes the pipe with
+// ErrTooLarge instead of allocating it.
+func TestOversizedFrameCloses(t *testing.T) {
+	c, s := tcpPair(t, "tcp4", "127.0.0.1:0")
+	p := New(s, Options{MaxMessage: 1000})
+	defer p.Close()
+	closed := make(chan error, 1)
+	p.OnClose(func(err error) { closed <- err })
+	c.Write([]byte{0x7f, 0xff, 0xff, 0xff})
+	if err := <-closed; !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("close reason %v, want ErrTooLarge", err)
+	}
+}
+
+func TestClose(t *testing.T) {
+	t.Run("remote FIN", func(t *testing.T) {
+		a, b := pipePair(t, Options{})
+		if err := b.Subscribe(Sub{}); err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan error, 1)
+		b.OnClose(func(err error) { closed <- err })
+		a.Send(context.Background(), []byte("last words"))
+		a.Close()
+		if err := <-closed; err != nil {
+			t.Fatalf("clean close reported %v", err)
+		}
+		m, err := b.Recv(context.Background(), Sub{}, time.Second)
+		if err != nil || string(m.Data) != "last words" {
+			t.Fatalf("queued message after close: %q, %v", m.Data, err)
+		}
+		if _, err := b.Recv(context.Background(), Sub{}, time.Second); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Recv on closed, drained pipe: %v", err)
+		}
+		if err := b.Send(context.Background(), []byte("x")); err == nil {
+			t.Fatal("Send on a closed pipe succeeded")
+		}
+		late := make(chan error, 1)
+		b.OnClose(func(err error) { late <- err })
+		if err := <-late; err != nil {
+			t.Fatalf("late OnClose got %v", err)
+		}
+	})
+	t.Run("remote RST", func(t *testing.T) {
+		c, s := tcpPair(t, "tcp4", "127.0.0.1:0")
+		b := New(s, Options{})
+		defer b.Close()
+		closed := make(chan error, 1)
+		b.OnClose(func(err error) { closed <- err })
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+		if err := <-closed; err == nil {
+			t.Fatal("reset connection reported a clean close")
+		}
+		if b.Err() == nil {
+			t.Fatal("Err() is nil after a reset")
+		}
+	})
+	t.Run("local close", func(t *testing.T) {
+		a, _ := pipePair(t, Options{})
+		closed := make(chan error, 1)
+		a.OnClose(func(err error) { closed <- err })
+		a.Close()
+		if err := <-closed; err != nil {
+			t.Fatalf("local close reported %v", err)
+		}
+		<-a.Done()
+	})
+}
+
+func TestIPv6Address(t *testing.T) {
+	c, s := tcpPair(t, "tcp6", "[::1]:0")
+	a, b := New(c, Options{}), New(s, Options{})
+	defer a.Close()
+	defer b.Close()
+	if err := b.Subscribe(Sub{Addr: `^\[::1\]:\d+$`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(context.Background(), []byte("v6")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.Recv(context.Background(), Sub{Addr: `^\[::1\]:\d+$`}, 30*time.Second)
+	if err != nil || string(m.Data) != "v6" {
+		t.Fatalf("Recv = %q, %v", m.Data, err)
+	}
+}
