@@ -324,11 +324,15 @@ func (c *Client) SendTo(ctx context.Context, to peeraddr.Address, body Body) err
 // Send seals body for the node peerID and publishes the envelope to Copies
 // (2) of the brokers in peerOffsets, preferring brokers already connected and
 // trying the next offset when a publish fails. It succeeds when at least one
-// broker acknowledged the message.
+// broker acknowledged the message. A zero body.TS is set from the client's
+// clock (ClientConfig.Opener.Now).
 func (c *Client) Send(ctx context.Context, peerID string, peerOffsets []int, body Body) error {
 	pub, err := identity.ParseNodeID(peerID)
 	if err != nil {
 		return fmt.Errorf("signal: send: %w", err)
+	}
+	if body.TS == 0 {
+		body.TS = c.opener.cfg.Now().UnixMilli()
 	}
 	env, err := Seal(c.cfg.Identity, pub, body, nil)
 	if err != nil {
