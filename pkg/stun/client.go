@@ -236,46 +236,79 @@ func (c *Conn) read() {
 	}
 }
 
-// Do sends r and retransmits it (RTO doubling each time) until a matching
-// response arrives or ctx ends (with no deadline, DefaultTimeout applies).
-func (c *Conn) Do(ctx context.Context, r Request) (Response, error) {
+// Txn is a Binding transaction in flight on a Conn.
+type Txn struct {
+	c    *Conn
+	t    *txn
+	key  [16]byte
+	raw  []byte
+	dst  *net.UDPAddr
+	sent time.Time
+}
+
+// Send registers r and sends its first transmission before returning, so
+// callers control the order in which requests leave (and NATs allocate
+// mappings). Wait collects the response.
+func (c *Conn) Send(r Request) (*Txn, error) {
+	var m stun.Message
+	key, err := newRequest(&m, r)
+	if err != nil {
+		return nil, err
+	}
+	x := &Txn{c: c, t: &txn{req: r, ch: make(chan reply, 1)}, key: key, raw: m.Raw, dst: net.UDPAddrFromAddrPort(r.Server)}
+	c.mu.Lock()
+	c.pending[key] = x.t
+	c.mu.Unlock()
+	x.sent = time.Now()
+	if _, err := c.pc.WriteTo(x.raw, x.dst); err != nil {
+		x.forget()
+		return nil, fmt.Errorf("stun: send to %s: %w", r.Server, err)
+	}
+	return x, nil
+}
+
+func (x *Txn) forget() {
+	x.c.mu.Lock()
+	delete(x.c.pending, x.key)
+	x.c.mu.Unlock()
+}
+
+// Wait retransmits the request (RTO doubling each time, as RFC 8489) until
+// a matching response arrives or ctx ends (with no deadline, DefaultTimeout
+// applies). It may be called once.
+func (x *Txn) Wait(ctx context.Context) (Response, error) {
+	defer x.forget()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	var m stun.Message
-	key, err := newRequest(&m, r)
-	if err != nil {
-		return Response{}, err
-	}
-	t := &txn{req: r, ch: make(chan reply, 1)}
-	c.mu.Lock()
-	c.pending[key] = t
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.pending, key)
-		c.mu.Unlock()
-	}()
-	dst := net.UDPAddrFromAddrPort(r.Server)
-	wait := c.rto
-	timer := time.NewTimer(0)
+	wait := x.c.rto
+	timer := time.NewTimer(time.Until(x.sent.Add(wait)))
 	defer timer.Stop()
 	for {
 		select {
-		case rep := <-t.ch:
+		case rep := <-x.t.ch:
 			return rep.resp, rep.err
 		case <-ctx.Done():
-			return Response{}, fmt.Errorf("%w from %s: %w", ErrTimeout, r.Server, ctx.Err())
-		case <-c.done:
+			return Response{}, fmt.Errorf("%w from %s: %w", ErrTimeout, x.t.req.Server, ctx.Err())
+		case <-x.c.done:
 			return Response{}, fmt.Errorf("stun: connection closed: %w", net.ErrClosed)
 		case <-timer.C:
-			if _, err := c.pc.WriteTo(m.Raw, dst); err != nil {
-				return Response{}, fmt.Errorf("stun: send to %s: %w", r.Server, err)
+			if _, err := x.c.pc.WriteTo(x.raw, x.dst); err != nil {
+				return Response{}, fmt.Errorf("stun: send to %s: %w", x.t.req.Server, err)
 			}
-			timer.Reset(wait)
 			wait *= 2
+			timer.Reset(wait)
 		}
 	}
+}
+
+// Do sends r and waits for its response (see Send and Wait).
+func (c *Conn) Do(ctx context.Context, r Request) (Response, error) {
+	x, err := c.Send(r)
+	if err != nil {
+		return Response{}, err
+	}
+	return x.Wait(ctx)
 }
