@@ -61,6 +61,15 @@ type settings struct {
 
 func parse(args []string) (*settings, error) {
 	s := &settings{broker: mqttbroker.Config{Limits: mqttbroker.DefaultLimits()}}
+	cf := loader(s)
+	if err := cf.Parse(args); err != nil {
+		return nil, err
+	}
+	return s.finish()
+}
+
+// loader defines every flag on a config loader, writing into s.
+func loader(s *settings) *config.Loader {
 	c := &s.broker
 	l := &c.Limits
 	cf := config.New("mqttd", "MQTTD", summary)
@@ -92,9 +101,12 @@ func parse(args []string) (*settings, error) {
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&s.version, "version", false, "print the version and exit")
-	if err := cf.Parse(args); err != nil {
-		return nil, err
-	}
+	return cf
+}
+
+// finish checks ranges and fills the broker config from the raw flags.
+func (s *settings) finish() (*settings, error) {
+	c, l := &s.broker, &s.broker.Limits
 	if c.TLSCert == "" && c.TLSKey == "" {
 		c.TLS = "" // TLS listener only with a certificate
 	}
