@@ -28,6 +28,14 @@ type mosquitto struct {
 // may connect.
 func startMosquitto(t *testing.T, user, pass string) *mosquitto {
 	t.Helper()
+	m := newMosquitto(t, user, pass)
+	m.start()
+	return m
+}
+
+// newMosquitto prepares a broker on a free port without starting it.
+func newMosquitto(t *testing.T, user, pass string) *mosquitto {
+	t.Helper()
 	paths := testenv.RequireTools(t, "mosquitto", "mosquitto_passwd")
 	dir := t.TempDir()
 	conf := "listener 0 127.0.0.1\nuser root\npersistence false\nlog_dest stderr\n"
@@ -47,7 +55,6 @@ func startMosquitto(t *testing.T, user, pass string) *mosquitto {
 	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m.start()
 	t.Cleanup(m.stop)
 	return m
 }

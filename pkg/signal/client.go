@@ -76,10 +76,11 @@ type Client struct {
 	topic  string
 	suffix string // random client id suffix, so two processes never kick each other
 
-	mu     sync.Mutex
-	conns  map[int]*brokerConn
-	up     chan struct{} // closed once the first subscription succeeds
-	closed bool
+	mu      sync.Mutex
+	conns   map[int]*brokerConn
+	up      chan struct{} // closed once the first subscription succeeds
+	started bool
+	closed  bool
 }
 
 type brokerConn struct {
@@ -171,13 +172,21 @@ func brokerURL(s string) (*url.URL, error) {
 
 // Start connects to the agent's own brokers and returns once it is
 // subscribed on at least one of them, or with an error when ctx ends first.
-// Brokers that are down keep being retried in the background until Close.
+// Brokers that are down keep being retried in the background until Close;
+// calling Start again waits for them once more.
 func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
-	for _, o := range c.cfg.Offsets {
-		bc := c.newConn(o, true)
-		c.conns[o] = bc
-		bc.cli.Connect() // with ConnectRetry the token completes only once connected
+	if c.closed {
+		c.mu.Unlock()
+		return errors.New("signal: client closed")
+	}
+	if !c.started {
+		c.started = true
+		for _, o := range c.cfg.Offsets {
+			bc := c.newConn(o, true)
+			c.conns[o] = bc
+			bc.cli.Connect() // with ConnectRetry the token completes only once connected
+		}
 	}
 	c.mu.Unlock()
 	select {

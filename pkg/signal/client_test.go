@@ -248,3 +248,32 @@ func TestNewClientErrors(t *testing.T) {
 		})
 	}
 }
+
+// A broker that is down when the agent starts is retried in the background;
+// Start returns once it is up and subscribed.
+func TestClientStartRetries(t *testing.T) {
+	a := newMosquitto(t, "", "")
+	brokers := []Broker{{URL: a.url()}}
+	id := mustID(t)
+	got := &inbox{}
+	c, err := NewClient(ClientConfig{Identity: id, Brokers: brokers, Offsets: []int{0}, Handler: got.add, ConnectTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err = c.Start(ctx)
+	cancel()
+	if err == nil {
+		t.Fatal("Start succeeded with the only broker down")
+	}
+	a.start()
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start after the broker came up: %v", err)
+	}
+	alice := startPeer(t, brokers, []int{0})
+	send(t, alice, &peer{id: id}, []int{0}, "late")
+	waitFor(t, "the message", func() bool { return got.count("late") == 1 })
+}
