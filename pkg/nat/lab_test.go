@@ -83,7 +83,7 @@ func TestLabProfile(t *testing.T) {
 	s := newLabStund(t)
 	for _, b := range natlab.Behaviours() {
 		t.Run(b.String(), func(t *testing.T) {
-			h := s.lab.AddRouter("r"+fmt.Sprint(int(b)), b).AddHost("h"+fmt.Sprint(int(b)))
+			h := s.lab.AddRouter("r"+fmt.Sprint(int(b)), b).AddHost("h" + fmt.Sprint(int(b)))
 			r, err := Profile(context.Background(), labConfig(s, h))
 			if err != nil {
 				t.Fatal(err)
@@ -153,6 +153,8 @@ func pionClass(re *regexp.Regexp, out string) string {
 		return string(natlab.Unknown) // "inconclusive"
 	}
 	switch m[1] {
+	case "inconclusive":
+		return string(natlab.Unknown)
 	case "endpoint independent":
 		return string(natlab.EndpointIndependent)
 	case "address dependent":
@@ -170,7 +172,7 @@ func TestLabPionNATBehaviour(t *testing.T) {
 	s := newLabStund(t)
 	for _, b := range natlab.Behaviours() {
 		t.Run(b.String(), func(t *testing.T) {
-			h := s.lab.AddRouter("p"+fmt.Sprint(int(b)), b).AddHost("ph"+fmt.Sprint(int(b)))
+			h := s.lab.AddRouter("p"+fmt.Sprint(int(b)), b).AddHost("ph" + fmt.Sprint(int(b)))
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			out, err := h.Command(ctx, tool, "-server", s.primary().String(), "-timeout", "1").CombinedOutput()
