@@ -1,0 +1,301 @@
+// Package agent assembles a p2pd agent: it finds its interfaces and external
+// addresses, publishes a peer address, receives signalling, listens for
+// pipes and opens them to peers. cmd/agent and the REST API sit on top of it.
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/p2pd-go/p2pd/internal/sock"
+	"github.com/p2pd-go/p2pd/pkg/identity"
+	"github.com/p2pd-go/p2pd/pkg/netif"
+	"github.com/p2pd-go/p2pd/pkg/node"
+	"github.com/p2pd-go/p2pd/pkg/peeraddr"
+	"github.com/p2pd-go/p2pd/pkg/pipe"
+	"github.com/p2pd-go/p2pd/pkg/signal"
+	"github.com/p2pd-go/p2pd/pkg/stun"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Profiler measures the NAT in front of a local IPv4 address.
+type Profiler func(ctx context.Context, local netip.Addr) (netif.NAT, error)
+
+// Config configures an Agent.
+type Config struct {
+	// Identity, or StateDir to load/create node.key in.
+	Identity *identity.Identity
+	StateDir string
+	// Net creates sockets (sock.Host when nil).
+	Net sock.Net
+	// NICs, when set, are used instead of listing the interfaces (lab tests
+	// list them inside the host's namespace).
+	NICs       []netif.NIC
+	Interfaces netif.Options
+	// STUNServers resolve external addresses (IPv4 and IPv6 entries).
+	STUNServers []netip.AddrPort
+	// Profile measures each interface's NAT; nil assumes P2PD's default
+	// (port-restricted cone, random delta).
+	Profile Profiler
+	// Brokers is the shared MQTT broker list; the agent subscribes on up to
+	// three of them (its address's signal offsets).
+	Brokers []signal.Broker
+	// Port is the node listener's port (node.DefaultPort when 0).
+	Port int
+	// OnPipe receives inbound pipes. Nil keeps them open with only the
+	// built-in ECHO answering.
+	OnPipe func(*Pipe)
+	// Node timeouts (see node.Config).
+	DirectTimeout, ReverseTimeout time.Duration
+	// StartTimeout bounds interface resolution and broker connection.
+	StartTimeout time.Duration
+	Registry     prometheus.Registerer
+	Log          *slog.Logger
+}
+
+// Pipe is an authenticated pipe to a peer with P2PD pipe semantics.
+type Pipe struct {
+	*pipe.Pipe
+	Peer   string // the remote node id, proven by the handshake
+	Kind   string // direct or reverse
+	PipeID string
+}
+
+// Agent is a running agent.
+type Agent struct {
+	cfg     Config
+	id      *identity.Identity
+	node    *node.Node
+	sig     *signal.Client
+	pm      *pipe.Metrics
+	mu      sync.Mutex
+	ifs     []netif.Interface
+	addr    peeraddr.Address
+	offsets []int
+}
+
+// New checks cfg; Start brings the agent up.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Net == nil {
+		cfg.Net = sock.Host
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Port == 0 {
+		cfg.Port = node.DefaultPort
+	}
+	if cfg.Port < 1 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("agent: port %d out of range 1-65535", cfg.Port)
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("agent: no MQTT brokers configured (signalling needs at least one)")
+	}
+	if len(cfg.STUNServers) == 0 {
+		return nil, errors.New("agent: no STUN servers configured")
+	}
+	id := cfg.Identity
+	if id == nil {
+		if cfg.StateDir == "" {
+			return nil, errors.New("agent: config needs an Identity or a StateDir")
+		}
+		var created bool
+		var err error
+		id, created, err = identity.LoadOrCreate(cfg.StateDir)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		if created {
+			cfg.Log.Info("created node key", "dir", cfg.StateDir)
+		}
+	}
+	return &Agent{cfg: cfg, id: id, pm: pipe.NewMetrics()}, nil
+}
+
+// ID is the agent's node id.
+func (a *Agent) ID() string { return identity.NodeID(a.id.Public) }
+
+// Start resolves interfaces, connects signalling and opens the listeners.
+func (a *Agent) Start(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StartTimeout)
+	defer cancel()
+	a.offsets = chooseOffsets(a.ID(), len(a.cfg.Brokers))
+	if err := a.loadInterfaces(ctx); err != nil {
+		return err
+	}
+	nm := node.NewMetrics()
+	sm := signal.NewMetrics()
+	if a.cfg.Registry != nil {
+		for _, r := range []interface {
+			Register(prometheus.Registerer) error
+		}{nm, sm, a.pm} {
+			if err := r.Register(a.cfg.Registry); err != nil {
+				return fmt.Errorf("agent: metrics: %w", err)
+			}
+		}
+	}
+	var err error
+	a.sig, err = signal.NewClient(signal.ClientConfig{
+		Identity: a.id, Brokers: a.cfg.Brokers, Offsets: a.offsets, Net: a.cfg.Net,
+		Handler: a.onSignal, Metrics: sm, Opener: signal.OpenerConfig{Metrics: sm}, Log: a.cfg.Log,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.node, err = node.New(node.Config{
+		Identity: a.id,
+		Listen:   []string{fmt.Sprintf("0.0.0.0:%d", a.cfg.Port), fmt.Sprintf("[::]:%d", a.cfg.Port)},
+		Net:      a.cfg.Net, Signal: a.sig, Address: a.Address, OnPipe: a.inbound,
+		DirectTimeout: a.cfg.DirectTimeout, ReverseTimeout: a.cfg.ReverseTimeout,
+		Metrics: nm, Log: a.cfg.Log,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := a.node.Start(ctx); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := a.sig.Start(ctx); err != nil {
+		a.node.Close()
+		return fmt.Errorf("agent: signalling: %w", err)
+	}
+	a.cfg.Log.Info("agent up", "node_id", a.ID(), "address", a.addr.String())
+	return nil
+}
+
+// Close stops signalling and the node.
+func (a *Agent) Close() {
+	if a.sig != nil {
+		a.sig.Close()
+	}
+	if a.node != nil {
+		a.node.Close()
+	}
+}
+
+func (a *Agent) onSignal(m *signal.Message) {
+	if a.node.HandleSignal(m) {
+		return
+	}
+	a.cfg.Log.Debug("signalling message ignored", "type", m.Type, "from", m.FromID())
+}
+
+// Address is the agent's current peer address.
+func (a *Agent) Address() (peeraddr.Address, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.addr.NodeID == "" {
+		return peeraddr.Address{}, errors.New("agent: no address yet")
+	}
+	return a.addr, nil
+}
+
+// Interfaces are the started interfaces.
+func (a *Agent) Interfaces() []netif.Interface {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]netif.Interface(nil), a.ifs...)
+}
+
+// Connect opens a pipe to the peer at addr (a P2PD address string).
+func (a *Agent) Connect(ctx context.Context, addr string, strategies ...string) (*Pipe, node.Report, error) {
+	to, err := peeraddr.Parse(addr)
+	if err != nil {
+		return nil, node.Report{}, fmt.Errorf("agent: %w", err)
+	}
+	sc, rep, err := a.node.Connect(ctx, to, strategies...)
+	if err != nil {
+		return nil, rep, fmt.Errorf("agent: connect to %s: %w", to.NodeID, err)
+	}
+	return a.wrap(sc, rep.Winner, ""), rep, nil
+}
+
+func (a *Agent) inbound(sc *node.SecureConn, h node.Hello) {
+	p := a.wrap(sc, h.Kind, h.PipeID)
+	if a.cfg.OnPipe != nil {
+		a.cfg.OnPipe(p)
+	}
+}
+
+// AllMessages is the subscription every pipe starts with: it queues every
+// message (bounded, oldest dropped) so nothing that arrives before the
+// application subscribes is lost.
+var AllMessages = pipe.Sub{}
+
+// wrap gives a secure conn pipe semantics, the AllMessages queue and the
+// built-in ECHO: a message "ECHO x" is answered with "x".
+func (a *Agent) wrap(sc *node.SecureConn, kind, pipeID string) *Pipe {
+	gate := &gatedConn{SecureConn: sc, ready: make(chan struct{})}
+	p := &Pipe{Pipe: pipe.New(gate, pipe.Options{Metrics: a.pm, Log: a.cfg.Log}), Peer: sc.RemoteNodeID(), Kind: kind, PipeID: pipeID}
+	_ = p.Subscribe(AllMessages)
+	_ = p.SubscribeFunc(pipe.Sub{Msg: "^ECHO "}, func(m pipe.Message) {
+		reply := append([]byte(nil), m.Data[len("ECHO "):]...)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = p.Send(ctx, reply)
+		}()
+	})
+	close(gate.ready) // subscriptions are in place: start reading
+	return p
+}
+
+// gatedConn holds the pipe's reader back until its subscriptions exist.
+type gatedConn struct {
+	*node.SecureConn
+	ready chan struct{}
+}
+
+func (g *gatedConn) Read(b []byte) (int, error) {
+	<-g.ready
+	return g.SecureConn.Read(b)
+}
+
+// chooseOffsets picks up to three brokers for a node, in an order derived
+// from its id, so a restarted agent lands on the same brokers.
+func chooseOffsets(nodeID string, n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	h := sha256.Sum256([]byte(nodeID))
+	x := binary.LittleEndian.Uint64(h[:8])
+	var out []int
+	for len(idx) > 0 && len(out) < 3 {
+		k := int(x % uint64(len(idx)))
+		x /= uint64(len(idx))
+		out = append(out, idx[k])
+		idx = append(idx[:k], idx[k+1:]...)
+	}
+	return out
+}
+
+// interface resolution
+func (a *Agent) resolver() netif.Resolver {
+	return netif.ResolverFunc(func(ctx context.Context, local netip.Addr) (netip.Addr, error) {
+		var servers []netip.AddrPort
+		for _, s := range a.cfg.STUNServers {
+			if s.Addr().Is4() == local.Is4() {
+				servers = append(servers, s)
+			}
+		}
+		if len(servers) == 0 {
+			return netip.Addr{}, fmt.Errorf("no STUN server for %s", local)
+		}
+		ap, err := stun.ExternalAddr(ctx, stun.ExternalConfig{Net: a.cfg.Net, Local: netip.AddrPortFrom(local, 0), Servers: servers})
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		return ap.Addr(), nil
+	})
+}

@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/p2pd-go/p2pd/pkg/netif"
+	"github.com/p2pd-go/p2pd/pkg/peeraddr"
+)
+
+// maxBlocks is how many interfaces per family a peer address carries.
+const maxBlocks = 4
+
+// defaultNAT is what P2PD assumes when the NAT was not measured.
+var defaultNAT = netif.NAT{Type: 5, Info: "restrict port", Delta: netif.Delta{Type: 6}, DeltaInfo: "random delta"}
+
+// openNAT describes a route whose external address is its own.
+var openNAT = netif.NAT{Type: 1, Info: "open internet (no NAT)", Delta: netif.Delta{Type: 1}, DeltaInfo: "not applicable",
+	Mapping: "endpoint-independent", Filtering: "endpoint-independent"}
+
+// loadInterfaces lists the NICs, resolves their routes and NAT, and builds
+// the peer address. Interfaces that get no route are left out (and logged);
+// it fails only when none is usable.
+func (a *Agent) loadInterfaces(ctx context.Context) error {
+	nics := a.cfg.NICs
+	if nics == nil {
+		var err error
+		if nics, err = netif.List(a.cfg.Interfaces); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	}
+	var ifs []netif.Interface
+	var problems []error
+	for _, nic := range nics {
+		routes, err := netif.BuildRoutes(ctx, nic, a.resolver())
+		if err != nil {
+			problems = append(problems, err)
+			a.cfg.Log.Warn("interface partly resolved", "if", nic.Name, "err", err)
+		}
+		if len(routes[netif.AF4]) == 0 && len(routes[netif.AF6]) == 0 {
+			continue
+		}
+		ifc := netif.Interface{Name: nic.Name, Index: len(ifs), OSIndex: nic.Index, MAC: nic.MAC,
+			IsDefault: map[int]bool{}, Routes: routes, NAT: defaultNAT}
+		if r4 := routes[netif.AF4]; len(r4) > 0 {
+			switch {
+			case r4[0].Public():
+				ifc.NAT = openNAT
+			case a.cfg.Profile != nil:
+				nat, err := a.cfg.Profile(ctx, r4[0].NICIP())
+				if err != nil {
+					a.cfg.Log.Warn("NAT profile failed; assuming port-restricted cone", "if", nic.Name, "err", err)
+				} else {
+					ifc.NAT = nat
+				}
+			}
+		} else {
+			ifc.NAT = openNAT // IPv6 only: no translation
+		}
+		ifs = append(ifs, ifc)
+	}
+	if len(ifs) == 0 {
+		return fmt.Errorf("agent: no usable interface (no external address found): %w", errors.Join(problems...))
+	}
+	addr := peeraddr.Address{Signal: a.offsets, NodeID: a.ID()}
+	for _, ifc := range ifs {
+		for _, af := range []int{netif.AF4, netif.AF6} {
+			rs := ifc.Routes[af]
+			if len(rs) == 0 {
+				continue
+			}
+			nat := ifc.NAT
+			if af == netif.AF6 || rs[0].Public() {
+				nat = openNAT
+			}
+			b := peeraddr.Block{IfIndex: ifc.Index, Ext: rs[0].ExtIP(), NIC: rs[0].NICIP(), Port: uint16(a.cfg.Port),
+				NATType: nat.Type, DeltaType: nat.Delta.Type, DeltaValue: nat.Delta.Value}
+			if af == netif.AF4 && len(addr.IPv4) < maxBlocks {
+				addr.IPv4 = append(addr.IPv4, b)
+			} else if af == netif.AF6 && len(addr.IPv6) < maxBlocks {
+				addr.IPv6 = append(addr.IPv6, b)
+			}
+		}
+	}
+	if err := addr.Validate(); err != nil {
+		return fmt.Errorf("agent: own address: %w", err)
+	}
+	a.mu.Lock()
+	a.ifs, a.addr = ifs, addr
+	a.mu.Unlock()
+	return nil
+}
