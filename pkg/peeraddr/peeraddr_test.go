@@ -187,3 +187,13 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	s := "0,1,2-[0,8.8.8.8,192.168.21.21,58959,3,2,0]|[1,1.1.1.1,10.0.0.1,58959,5,6,0]-[0,2001:db8::1,fe80::1,58959,6,6,0]-" + testID
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -17,7 +17,7 @@ import (
 )
 
 // tcpPair returns both ends of a real loopback TCP connection.
-func tcpPair(t *testing.T, network, addr string) (client, server net.Conn) {
+func tcpPair(t testing.TB, network, addr string) (client, server net.Conn) {
 	t.Helper()
 	l, err := net.Listen(network, addr)
 	if err != nil {
