@@ -206,3 +206,40 @@ func BenchmarkLabProfile20msRTT(b *testing.B) {
 		}
 	}
 }
+
+// TestLabCoturnProfile runs the profile against coturn (STUN only, RFC 5780
+// on two WAN addresses) from behind every lab NAT: the verdict must equal
+// the lab's truth, as it does against stund.
+func TestLabCoturnProfile(t *testing.T) {
+	bin := testenv.RequireTools(t, "turnserver")[0]
+	lab := natlab.New(t)
+	addrs := lab.AllocWAN(2, 0)
+	host := lab.AddServer("coturn", addrs...)
+	host.Start(t, bin, "-n", "--listening-ip", addrs[0].String(), "--listening-ip", addrs[1].String(),
+		"--listening-port", "3478", "--alt-listening-port", "3479", "--stun-only", "--no-tls", "--no-dtls",
+		"--no-cli", "--log-file", "stdout", "--simple-log", "--pidfile", t.TempDir()+"/turnserver.pid")
+	srv := netip.AddrPortFrom(addrs[0], 3478)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := stun.ExternalAddr(ctx, stun.ExternalConfig{Net: host.Net(), Servers: []netip.AddrPort{srv}, Timeout: 300 * time.Millisecond})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("coturn in the lab does not answer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, b := range natlab.Behaviours() {
+		t.Run(b.String(), func(t *testing.T) {
+			h := lab.AddRouter("c"+fmt.Sprint(int(b)), b).AddHost("ch"+fmt.Sprint(int(b)))
+			r, err := Profile(context.Background(), Config{Servers: []netip.AddrPort{srv}, Net: h.Net(), RTO: 50 * time.Millisecond, ReplyTimeout: 400 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkTruth(t, r, b.Truth())
+		})
+	}
+}
