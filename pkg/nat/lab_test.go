@@ -234,7 +234,7 @@ func TestLabCoturnProfile(t *testing.T) {
 	}
 	for _, b := range natlab.Behaviours() {
 		t.Run(b.String(), func(t *testing.T) {
-			h := lab.AddRouter("c"+fmt.Sprint(int(b)), b).AddHost("ch"+fmt.Sprint(int(b)))
+			h := lab.AddRouter("c"+fmt.Sprint(int(b)), b).AddHost("ch" + fmt.Sprint(int(b)))
 			r, err := Profile(context.Background(), Config{Servers: []netip.AddrPort{srv}, Net: h.Net(), RTO: 50 * time.Millisecond, ReplyTimeout: 400 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
