@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p2pd-go/p2pd/internal/testenv"
+	"github.com/p2pd-go/p2pd/pkg/identity"
+	"github.com/p2pd-go/p2pd/pkg/natlab"
+	"github.com/p2pd-go/p2pd/pkg/signal"
+)
+
+// Scenario 5: forged, replayed and expired signalling messages are dropped
+// and counted, and trigger nothing.
+func TestSignallingAttacks(t *testing.T) {
+	testenv.RequireTools(t, "mosquitto_pub")
+	lab := natlab.New(t)
+	s := newStack(t, lab, ourMQTTD)
+	b := startAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
+	attacker, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := func(body signal.Body) []byte {
+		env, err := signal.Seal(attacker, mustKey(t, b.ID()), body, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	publish := func(payload []byte) {
+		f := filepath.Join(t.TempDir(), "payload")
+		if err := os.WriteFile(f, payload, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		host, port, _ := strings.Cut(strings.TrimPrefix(s.brokers[0].URL, "tcp://"), ":")
+		out, err := s.srv.Command(context.Background(), "mosquitto_pub", "-h", host, "-p", port, "-q", "1",
+			"-t", signal.Topic(b.ID()), "-f", f).CombinedOutput()
+		if err != nil {
+			t.Fatalf("mosquitto_pub: %v: %s", err, out)
+		}
+	}
+	valid := seal(signal.Body{Type: signal.TypeEcho, PipeID: "replayed-pipe", TTL: 30})
+	forged := seal(signal.Body{Type: signal.TypeCon, PipeID: "forged-pipe", TTL: 30})
+	forged[len(forged)-1] ^= 0xff // tampered in transit
+	expired := seal(signal.Body{Type: signal.TypeCon, PipeID: "old-pipe", TTL: 5, TS: time.Now().Add(-10 * time.Minute).UnixMilli()})
+
+	publish(valid)
+	publish(valid) // the replay
+	publish(forged)
+	publish(expired)
+
+	dropped := func(reason string) float64 {
+		return counterValue(t, b, "agent_signal_dropped_total", "reason", reason)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && (dropped("replay") < 1 || dropped("forged") < 1 || dropped("expired") < 1) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, r := range []string{"replay", "forged", "expired"} {
+		if got := dropped(r); got != 1 {
+			t.Errorf("agent_signal_dropped_total{reason=%q} = %v, want 1", r, got)
+		}
+	}
+}
+
+func mustKey(t *testing.T, nodeID string) [identity.KeySize]byte {
+	k, err := identity.ParseNodeID(nodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// counterValue reads one labelled counter from an agent's registry.
+func counterValue(t *testing.T, la *labAgent, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := la.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// Scenario 6: a peer that does not hold the claimed node key is refused.
+func TestImpostorRefused(t *testing.T) {
+	lab := natlab.New(t)
+	s := newStack(t, lab, ourMQTTD)
+	a := startAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
+	b := startAgent(t, lab.AddRouter("isp2", natlab.Open).AddHost("b"), s)
+	// An address that points at b's listener but names another node.
+	other, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := b.Address()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr.NodeID = identity.NodeID(other.Public)
+	_, rep, err := a.Connect(context.Background(), addr.String(), "direct")
+	if err == nil || !strings.Contains(err.Error(), "does not hold the key of node "+addr.NodeID) {
+		t.Fatalf("got %v (report %+v), want a refusal naming the key", err, rep)
+	}
+	select {
+	case p := <-b.inbound:
+		t.Fatalf("b handed an unauthenticated pipe to the application: %+v", p)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
