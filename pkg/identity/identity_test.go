@@ -103,7 +103,7 @@ func TestLoadRefuses(t *testing.T) {
 	}{
 		{"group readable", good, 0o640, "mode 0640"},
 		{"world readable", good, 0o604, "mode 0604"},
-		{"empty", nil, 0o600, "read"},
+		{"empty", nil, 0o600, "empty"},
 		{"garbage", []byte("hello\n"), 0o600, "does not start with"},
 		{"bad base64", []byte(keyPrefix + "!!!!\n"), 0o600, "base64"},
 		{"short key", []byte(keyPrefix + "AAAA\n"), 0o600, "3 bytes"},

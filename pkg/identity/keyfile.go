@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -41,12 +42,11 @@ func Load(dir string) (*Identity, error) {
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("%w: %s has mode %04o; it holds a private key and must be 0600 (run: chmod 600 %s)", ErrKeyFile, path, perm, path)
 	}
-	buf := make([]byte, 256)
-	n, err := f.Read(buf)
+	buf, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: read: %v", ErrKeyFile, path, err)
+		return nil, fmt.Errorf("identity: load %s: %w", path, err)
 	}
-	id, err := ParseKeyFile(buf[:n])
+	id, err := ParseKeyFile(buf)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -117,6 +117,9 @@ func MarshalKeyFile(id *Identity) []byte {
 
 // ParseKeyFile parses key file contents (see MarshalKeyFile).
 func ParseKeyFile(b []byte) (*Identity, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrKeyFile)
+	}
 	line := bytes.TrimSuffix(b, []byte("\n"))
 	if bytes.ContainsAny(line, "\r\n") {
 		return nil, fmt.Errorf("%w: want a single line", ErrKeyFile)
