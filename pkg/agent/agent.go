@@ -41,9 +41,12 @@ type Config struct {
 	Interfaces netif.Options
 	// STUNServers resolve external addresses (IPv4 and IPv6 entries).
 	STUNServers []netip.AddrPort
-	// Profile measures each interface's NAT; nil assumes P2PD's default
-	// (port-restricted cone, random delta).
+	// Profile measures each interface's NAT; nil uses pkg/nat against
+	// STUNServers (they must answer change requests: stund does).
 	Profile Profiler
+	// SkipNATProfile assumes P2PD's default NAT (port-restricted cone,
+	// random delta) instead of measuring it.
+	SkipNATProfile bool
 	// Brokers is the shared MQTT broker list; the agent subscribes on up to
 	// three of them (its address's signal offsets).
 	Brokers []signal.Broker

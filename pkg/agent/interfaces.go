@@ -12,13 +12,6 @@ import (
 // maxBlocks is how many interfaces per family a peer address carries.
 const maxBlocks = 4
 
-// defaultNAT is what P2PD assumes when the NAT was not measured.
-var defaultNAT = netif.NAT{Type: 5, Info: "restrict port", Delta: netif.Delta{Type: 6}, DeltaInfo: "random delta"}
-
-// openNAT describes a route whose external address is its own.
-var openNAT = netif.NAT{Type: 1, Info: "open internet (no NAT)", Delta: netif.Delta{Type: 1}, DeltaInfo: "not applicable",
-	Mapping: "endpoint-independent", Filtering: "endpoint-independent"}
-
 // loadInterfaces lists the NICs, resolves their routes and NAT, and builds
 // the peer address. Interfaces that get no route are left out (and logged);
 // it fails only when none is usable.
@@ -47,8 +40,12 @@ func (a *Agent) loadInterfaces(ctx context.Context) error {
 			switch {
 			case r4[0].Public():
 				ifc.NAT = openNAT
-			case a.cfg.Profile != nil:
-				nat, err := a.cfg.Profile(ctx, r4[0].NICIP())
+			case !a.cfg.SkipNATProfile:
+				profile := a.cfg.Profile
+				if profile == nil {
+					profile = a.stunProfiler()
+				}
+				nat, err := profile(ctx, r4[0].NICIP())
 				if err != nil {
 					a.cfg.Log.Warn("NAT profile failed; assuming port-restricted cone", "if", nic.Name, "err", err)
 				} else {
@@ -74,8 +71,9 @@ func (a *Agent) loadInterfaces(ctx context.Context) error {
 			if af == netif.AF6 || rs[0].Public() {
 				nat = openNAT
 			}
+			nt, dt, dv := addressNAT(nat)
 			b := peeraddr.Block{IfIndex: ifc.Index, Ext: rs[0].ExtIP(), NIC: rs[0].NICIP(), Port: uint16(a.cfg.Port),
-				NATType: nat.Type, DeltaType: nat.Delta.Type, DeltaValue: nat.Delta.Value}
+				NATType: nt, DeltaType: dt, DeltaValue: dv}
 			if af == netif.AF4 && len(addr.IPv4) < maxBlocks {
 				addr.IPv4 = append(addr.IPv4, b)
 			} else if af == netif.AF6 && len(addr.IPv6) < maxBlocks {

@@ -184,6 +184,13 @@ func TestOpenAndPortRestricted(t *testing.T) {
 	if got := b.Interfaces()[0].Routes[netif.AF4][0].ExtIP(); got != bRouter.WANAddr() {
 		t.Fatalf("b's external address %s, want the router's %s", got, bRouter.WANAddr())
 	}
+	truth := natlab.PortRestrictedCone.Truth()
+	if n := b.Interfaces()[0].NAT; n.Type != truth.NATType || n.Mapping != string(truth.Mapping) || n.Filtering != string(truth.Filtering) || n.Delta.Type != truth.DeltaType {
+		t.Errorf("b's NAT %+v, want %+v", n, truth)
+	}
+	if n := a.Interfaces()[0].NAT; n.Type != natlab.NATOpen {
+		t.Errorf("a's NAT %+v, want open", n)
+	}
 	t.Run("B to A direct", func(t *testing.T) { connect(t, b, a, node.Direct) })
 	t.Run("A to B reverse", func(t *testing.T) { connect(t, a, b, node.Reverse) })
 }
