@@ -36,11 +36,16 @@ func main() {
 	window := flag.Int("window", 4, "requests in flight per socket")
 	classic := flag.Bool("classic", false, "send RFC 3489 requests (no magic cookie)")
 	timeout := flag.Duration("timeout", 500*time.Millisecond, "a request unanswered this long counts as lost and is replaced")
+	format := flag.String("format", "json", "output: json, or tsv (requests/s, p50 us, p99 us, lost)")
 	flag.Parse()
 	r, err := run(*server, *duration, *sockets, *window, *classic, *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "stunload:", err)
 		os.Exit(1)
+	}
+	if *format == "tsv" {
+		fmt.Printf("%.0f\t%.0f\t%.0f\t%d\n", r.PerSecond, r.P50Micros, r.P99Micros, r.Lost)
+		return
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 }

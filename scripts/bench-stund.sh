@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# stund vs coturn (STUN-only) on the same machine, same run: UDP Binding
+# requests/s and latency percentiles from bench/stunload, several rounds
+# alternating the servers, medians reported with the stund/coturn ratio.
+# Both servers listen on 127.0.0.1 + 127.0.0.2 (RFC 5780 mode); stund runs
+# with its rate limit off (--rate 0) because coturn has none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-4s}
+SOCKETS=${SOCKETS:-8}
+WINDOW=${WINDOW:-4}
+
+if ! command -v turnserver >/dev/null; then
+  echo "bench-stund: turnserver (coturn) missing: run make deps" >&2
+  exit 1
+fi
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+CGO_ENABLED=0 go build -o "$tmp/stund" ./cmd/stund
+go build -o "$tmp/stunload" ./bench/stunload
+
+# Free-looking high ports, chosen at random to avoid other users.
+sp=$((20000 + RANDOM % 5000 * 2))
+cp=$((31000 + RANDOM % 5000 * 2))
+"$tmp/stund" --primary-ip4 127.0.0.1 --alternate-ip4 127.0.0.2 --port "$sp" --alt-port $((sp + 1)) \
+  --rate 0 --admin "" --log-level warn 2>"$tmp/stund.log" &
+pids+=($!)
+turnserver -n --listening-ip 127.0.0.1 --listening-ip 127.0.0.2 --listening-port "$cp" \
+  --alt-listening-port $((cp + 1)) --stun-only --no-tls --no-dtls --no-cli \
+  --log-file "$tmp/coturn.log" --simple-log --pidfile "$tmp/coturn.pid" >/dev/null 2>&1 &
+pids+=($!)
+sleep 1
+
+load() { "$tmp/stunload" -server "$1" -duration "$DURATION" -sockets "$SOCKETS" -window "$WINDOW" -format tsv; }
+: >"$tmp/stund.tsv"; : >"$tmp/coturn.tsv"
+for ((i = 1; i <= ROUNDS; i++)); do
+  load "127.0.0.1:$sp" >>"$tmp/stund.tsv"
+  load "127.0.0.1:$cp" >>"$tmp/coturn.tsv"
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+col() { cut -f"$2" "$1" | median; }
+s_rps=$(col "$tmp/stund.tsv" 1); c_rps=$(col "$tmp/coturn.tsv" 1)
+s_p50=$(col "$tmp/stund.tsv" 2); c_p50=$(col "$tmp/coturn.tsv" 2)
+s_p99=$(col "$tmp/stund.tsv" 3); c_p99=$(col "$tmp/coturn.tsv" 3)
+s_lost=$(col "$tmp/stund.tsv" 4); c_lost=$(col "$tmp/coturn.tsv" 4)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+
+echo
+echo "### stund vs coturn: STUN Binding over UDP (median of $ROUNDS rounds of $DURATION, $SOCKETS sockets x $WINDOW in flight)"
+echo
+echo "| server | requests/s | p50 latency (us) | p99 latency (us) | lost |"
+echo "|---|---:|---:|---:|---:|"
+echo "| stund | $s_rps | $s_p50 | $s_p99 | $s_lost |"
+echo "| coturn $(turnserver --version 2>/dev/null | head -1 | tr -d '\n' || true) | $c_rps | $c_p50 | $c_p99 | $c_lost |"
+echo "| stund / coturn | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p50" "$c_p50") | $(ratio "$s_p99" "$c_p99") | |"
