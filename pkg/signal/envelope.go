@@ -14,6 +14,7 @@ package signal
 
 import (
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,6 +114,13 @@ type Message struct {
 
 // FromID returns the sender's node id.
 func (m *Message) FromID() string { return identity.NodeID(m.From) }
+
+// NewPipeID returns a fresh random pipe id (32 hex digits).
+func NewPipeID() string {
+	var b [16]byte
+	rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
 
 // Seal encrypts body from id to the holder of the public key to. A zero
 // body.TS is set to the current time. rand may be nil (crypto/rand).

@@ -216,3 +216,13 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+func TestNewPipeID(t *testing.T) {
+	a, b := NewPipeID(), NewPipeID()
+	if len(a) != 32 || a == b {
+		t.Fatalf("NewPipeID gave %q and %q", a, b)
+	}
+	if len(a) > MaxPipeIDLen {
+		t.Fatalf("pipe id longer than MaxPipeIDLen")
+	}
+}
