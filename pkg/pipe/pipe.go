@@ -256,8 +256,9 @@ func (p *Pipe) Send(ctx context.Context, data []byte) error {
 }
 
 // OnClose registers f to be called once with the reason the pipe closed (nil
-// for a clean end or a local Close). If the pipe is already closed, f runs
-// at once.
+// for a clean end or a local Close). Callbacks run in registration order on
+// the pipe's reader after it stops; if that already happened, f runs at once
+// on the caller's goroutine.
 func (p *Pipe) OnClose(f func(error)) {
 	p.mu.Lock()
 	if !p.cbsRan {
