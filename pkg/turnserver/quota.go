@@ -128,17 +128,3 @@ func (t *tracker) closed(relay string) {
 	t.m.expired.Inc()
 	t.m.active.Dec()
 }
-
-// counts reports the allocations held by user and in total (pending included).
-func (t *tracker) counts(user string) (int, int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.perUser[user], t.total
-}
-
-// active is the number of allocations pion confirmed.
-func (t *tracker) active() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.byRelay)
-}
