@@ -58,7 +58,7 @@ func DefaultLimits() Limits {
 		MaxPacketSize:    64 * 1024,
 		MaxInflight:      1024,
 		ReceiveMaximum:   1024,
-		MaxPendingWrites: 1024,
+		MaxPendingWrites: 256,
 		MessageExpiry:    time.Hour,
 		SessionExpiry:    time.Hour,
 		MaxSubscriptions: 32,
