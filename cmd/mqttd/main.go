@@ -87,6 +87,7 @@ func loader(s *settings) *config.Loader {
 	fs.StringVar(&c.Store, "store", "", "bolt database file that keeps sessions and retained messages across restarts (default: memory only)")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", mqttbroker.DefaultConnectTimeout, "close connections that send no CONNECT within this time")
 	fs.IntVar(&l.MaxClients, "max-clients", l.MaxClients, "connected clients at most; more get CONNACK server busy (0 = no limit)")
+	fs.IntVar(&l.MaxSessions, "max-sessions", l.MaxSessions, "sessions held, connected or kept for reconnecting clients; more get CONNACK server busy (0 = no limit)")
 	fs.UintVar(&s.packetSize, "max-packet-size", uint(l.MaxPacketSize), "largest MQTT packet in bytes; bigger ones close the connection (0 = no limit)")
 	fs.UintVar(&s.inflight, "max-inflight", uint(l.MaxInflight), "per client, outgoing QoS 1/2 messages awaiting acknowledgement; more are dropped (1-65535)")
 	fs.UintVar(&s.receiveMax, "receive-maximum", uint(l.ReceiveMaximum), "per client, incoming QoS 1/2 publishes not yet acknowledged (1-65535)")

@@ -38,6 +38,7 @@ type Config struct {
 // limit (except where noted).
 type Limits struct {
 	MaxClients       int           // connected clients; more get CONNACK "server busy/unavailable"
+	MaxSessions      int           // sessions held, connected or not (persistent sessions outlive their connection)
 	MaxPacketSize    uint32        // bytes; bigger packets close the connection
 	MaxInflight      uint16        // per client, outgoing QoS 1/2 messages awaiting ack (0 = mochi's 8192)
 	ReceiveMaximum   uint16        // per client, incoming QoS 1/2 publishes not yet acknowledged (must be > 0)
@@ -55,8 +56,9 @@ type Limits struct {
 func DefaultLimits() Limits {
 	return Limits{
 		MaxClients:       10000,
+		MaxSessions:      20000,
 		MaxPacketSize:    64 * 1024,
-		MaxInflight:      1024,
+		MaxInflight:      128,
 		ReceiveMaximum:   1024,
 		MaxPendingWrites: 256,
 		MessageExpiry:    time.Hour,

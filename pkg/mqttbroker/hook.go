@@ -3,6 +3,7 @@ package mqttbroker
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ func (h *hook) ID() string { return "mqttd" }
 
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
+		mqtt.OnConnect,
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
 		mqtt.OnSubscribe,
@@ -61,6 +63,25 @@ func (h *hook) logLimit(kind, msg string, args ...any) {
 func (h *hook) refuse(kind, msg string, args ...any) {
 	h.metrics.limitRefusals.WithLabelValues(kind).Inc()
 	h.logLimit(kind, msg, args...)
+}
+
+// OnConnect refuses a new session when the broker holds MaxSessions
+// already; a client resuming or replacing its own session is let through.
+func (h *hook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	max := h.limits.MaxSessions
+	if max <= 0 || h.srv.Clients.Len() < max {
+		return nil
+	}
+	if _, ok := h.srv.Clients.Get(cl.ID); ok {
+		return nil
+	}
+	code := packets.ErrServerBusy
+	if cl.Properties.ProtocolVersion < 5 {
+		code = packets.ErrServerUnavailable
+	}
+	_ = h.srv.SendConnack(cl, code, false, nil)
+	h.refuse(LimitSessions, "connection refused: broker at its session limit", "max", max)
+	return fmt.Errorf("mqttbroker: session limit %d: %w", max, packets.ErrQuotaExceeded)
 }
 
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {

@@ -185,3 +185,78 @@ func isReset(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe)
 }
+
+func TestMaxSessions(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Limits.MaxSessions = 1
+	b, reg := startBroker(t, cfg)
+	// A persistent session outlives its connection and still counts.
+	rc := dialRaw(t, b.Addr("tcp"), 4)
+	pk := connectPacket("keeper", userName, userPass)
+	pk.Connect.Clean = false
+	rc.send(pk)
+	if code := rc.mustRecv(packets.Connack).ReasonCode; code != 0 {
+		t.Fatalf("first session: %#x", code)
+	}
+	rc.conn.Close()
+	if _, code := connectRaw(t, b.Addr("tcp"), 5, userName, userPass); code != 0x89 {
+		t.Fatalf("second session: CONNACK %#x, want 0x89", code)
+	}
+	// The owner may come back to its session.
+	rc = dialRaw(t, b.Addr("tcp"), 4)
+	rc.send(pk)
+	if ack := rc.mustRecv(packets.Connack); ack.ReasonCode != 0 || !ack.SessionPresent {
+		t.Fatalf("resume: code %#x present %v", ack.ReasonCode, ack.SessionPresent)
+	}
+	waitCounter(t, reg, 1, "mqttd_limit_refusals_total", "limit", LimitSessions)
+}
+
+func TestInflightLimit(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Limits.MaxInflight = 2
+	b, reg := startBroker(t, cfg)
+	topic := "p2pd/" + newNodeID(t)
+	// A QoS 1 subscriber that never acknowledges.
+	rc, _ := connectRaw(t, b.Addr("tcp"), 4, userName, userPass)
+	sub := subscribePacket(1, topic)
+	sub.Filters[0].Qos = 1
+	rc.send(sub)
+	rc.mustRecv(packets.Suback)
+	pub := mustPaho(t, "tcp://"+b.Addr("tcp"), adminName, adminPass)
+	for i := 0; i < 5; i++ {
+		wait(t, pub.Publish(topic, 1, false, []byte{byte(i)}))
+	}
+	waitCounter(t, reg, 3, "mqttd_inflight_dropped_total")
+	for i := 0; i < 2; i++ {
+		if pk := rc.mustRecv(packets.Publish); pk.Payload[0] != byte(i) {
+			t.Fatalf("delivery %d carried %d", i, pk.Payload[0])
+		}
+	}
+}
+
+func TestSessionExpiryCapped(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Limits.SessionExpiry = 90 * time.Second
+	b, _ := startBroker(t, cfg)
+	rc := dialRaw(t, b.Addr("tcp"), 5)
+	pk := connectPacket("long-lived", userName, userPass)
+	pk.Properties.SessionExpiryInterval = 0xFFFFFFFF
+	pk.Properties.SessionExpiryIntervalFlag = true
+	rc.send(pk)
+	ack := rc.mustRecv(packets.Connack)
+	if ack.ReasonCode != 0 || ack.Properties.SessionExpiryInterval != 90 {
+		t.Fatalf("CONNACK code %#x session expiry %d, want 0 and 90", ack.ReasonCode, ack.Properties.SessionExpiryInterval)
+	}
+}
+
+func TestRetainedMessageExpires(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Limits.MessageExpiry = time.Second
+	b, reg := startBroker(t, cfg)
+	pub := mustPaho(t, "tcp://"+b.Addr("tcp"), userName, userPass)
+	wait(t, pub.Publish("p2pd/"+newNodeID(t), 1, true, []byte("short-lived")))
+	if n := counter(t, reg, "mqttd_retained_messages"); n != 1 {
+		t.Fatalf("retained = %v, want 1", n)
+	}
+	waitCounter(t, reg, 0, "mqttd_retained_messages")
+}

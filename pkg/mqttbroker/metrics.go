@@ -10,6 +10,7 @@ import (
 // Limit names used in the mqttd_limit_refusals_total{limit} label.
 const (
 	LimitClients       = "clients"
+	LimitSessions      = "sessions"
 	LimitPacketSize    = "packet_size"
 	LimitPublishRate   = "publish_rate"
 	LimitSubscriptions = "subscriptions"
@@ -47,7 +48,7 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) (*metrics, error) {
 	for _, a := range []string{"publish", "subscribe"} {
 		m.aclDenials.WithLabelValues(a)
 	}
-	for _, l := range []string{LimitClients, LimitPacketSize, LimitPublishRate, LimitSubscriptions, LimitRetained, LimitPendingWrites, LimitReceiveMax, LimitConnectTime} {
+	for _, l := range []string{LimitClients, LimitSessions, LimitPacketSize, LimitPublishRate, LimitSubscriptions, LimitRetained, LimitPendingWrites, LimitReceiveMax, LimitConnectTime} {
 		m.limitRefusals.WithLabelValues(l)
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, newInfoCollector(srv)} {
