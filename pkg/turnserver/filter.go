@@ -104,7 +104,7 @@ func (f *filter) permission(m *stun.Message, key []byte, src net.Addr) ([]byte, 
 		if err != nil {
 			return nil, true // pion answers 400
 		}
-		if r := f.policy.Check(ap.Addr()); r != "" {
+		if r := f.policy.CheckPeer(ap); r != "" {
 			f.m.denials.WithLabelValues(r).Inc()
 			f.log.Debug("peer refused", "reason", r, "src", src.String())
 			return errorReply(m, key, stun.CodeForbidden, "Forbidden"), false

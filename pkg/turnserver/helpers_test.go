@@ -241,6 +241,12 @@ func xorPeer(ip netip.Addr, port int, tid [stun.TransactionIDSize]byte) []byte {
 // peerRequest sends CreatePermission (channel == 0) or ChannelBind for ip.
 func (r *rawClient) peerRequest(ip netip.Addr, channel uint16) *stun.Message {
 	r.t.Helper()
+	return r.peerRequestPort(ip, 4000, channel)
+}
+
+// peerRequestPort is peerRequest with a peer port.
+func (r *rawClient) peerRequestPort(ip netip.Addr, port int, channel uint16) *stun.Message {
+	r.t.Helper()
 	method := stun.MethodCreatePermission
 	if channel != 0 {
 		method = stun.MethodChannelBind
@@ -250,7 +256,7 @@ func (r *rawClient) peerRequest(ip netip.Addr, channel uint16) *stun.Message {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	m.Add(stun.AttrXORPeerAddress, xorPeer(ip, 4000, m.TransactionID))
+	m.Add(stun.AttrXORPeerAddress, xorPeer(ip, port, m.TransactionID))
 	if channel != 0 {
 		m.Add(stun.AttrChannelNumber, []byte{byte(channel >> 8), byte(channel), 0, 0})
 	}

@@ -69,9 +69,18 @@ var embeddingPrefixes = []netip.Prefix{
 // Policy decides which peer addresses clients may relay to. The zero value
 // refuses only the fixed special-purpose ranges.
 type Policy struct {
-	allow []netip.Prefix
-	self  map[netip.Addr]bool
-	bcast map[netip.Addr]bool
+	allow              []netip.Prefix
+	self               map[netip.Addr]bool
+	bcast              map[netip.Addr]bool
+	relayMin, relayMax uint16 // the server's relay ports: the one way to reach a self address
+}
+
+// WithRelayPorts lets peers on the server's own addresses through when their
+// port is a relay port (min-max): two clients of this server relaying to each
+// other's relay addresses. Every other port of the server stays refused.
+func (p *Policy) WithRelayPorts(minPort, maxPort int) *Policy {
+	p.relayMin, p.relayMax = uint16(minPort), uint16(maxPort)
+	return p
 }
 
 // NewPolicy builds a policy. allow lists CIDRs that are always permitted (they
@@ -145,8 +154,26 @@ func embedded(a netip.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// Check returns "" when ip may be a peer, else the reason it is refused.
+// Check returns "" when ip may be a peer, else the reason it is refused. The
+// server's own addresses are refused whatever the port (see CheckPeer).
 func (p *Policy) Check(ip netip.Addr) string {
+	return p.check(ip, 0, false)
+}
+
+// CheckPeer is Check for a transport address: a self address is allowed when
+// the port is one of the server's relay ports.
+func (p *Policy) CheckPeer(ap netip.AddrPort) string {
+	return p.check(ap.Addr(), ap.Port(), false)
+}
+
+// checkNotSelf is Check without the self rule. pion's PermissionHandler gets
+// no port, so it uses this; the filter (CreatePermission, ChannelBind) and the
+// relay socket (every send) apply the self rule with the port.
+func (p *Policy) checkNotSelf(ip netip.Addr) string {
+	return p.check(ip, 0, true)
+}
+
+func (p *Policy) check(ip netip.Addr, port uint16, skipSelf bool) string {
 	if !ip.IsValid() {
 		return ReasonUnspecified
 	}
@@ -162,36 +189,28 @@ func (p *Policy) Check(ip netip.Addr) string {
 			}
 		}
 	}
+	relayPort := p.relayMax != 0 && port >= p.relayMin && port <= p.relayMax
 	for _, a := range forms {
-		if r := p.reason(a); r != "" {
+		if r := p.reason(a, skipSelf || relayPort); r != "" {
 			return r
 		}
 	}
 	return ""
 }
 
-func (p *Policy) reason(a netip.Addr) string {
+func (p *Policy) reason(a netip.Addr, skipSelf bool) string {
 	for _, d := range deniedRanges {
 		if d.prefix.Contains(a) {
 			return d.reason
 		}
 	}
-	if p.self[a] {
+	if !skipSelf && p.self[a] {
 		return ReasonSelf
 	}
 	if p.bcast[a] {
 		return ReasonBroadcast
 	}
 	return ""
-}
-
-// CheckIP is Check for a net.IP (nil or malformed is refused as unspecified).
-func (p *Policy) CheckIP(ip net.IP) string {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return ReasonUnspecified
-	}
-	return p.Check(a)
 }
 
 // ParsePrefixes parses a list of CIDRs or bare addresses (a bare address

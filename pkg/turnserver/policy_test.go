@@ -176,3 +176,30 @@ func FuzzPolicyCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestPolicySelfOnlyAtRelayPorts(t *testing.T) {
+	self := netip.MustParseAddr("203.0.113.7")
+	p := NewPolicy(nil, []netip.Addr{self}, nil).WithRelayPorts(49152, 65535)
+	tests := []struct {
+		port uint16
+		want string
+	}{
+		{49152, ""}, {60000, ""}, {65535, ""},
+		{3478, ReasonSelf}, {22, ReasonSelf}, {9102, ReasonSelf}, {49151, ReasonSelf}, {0, ReasonSelf},
+	}
+	for _, tc := range tests {
+		t.Run(netip.AddrPortFrom(self, tc.port).String(), func(t *testing.T) {
+			if got := p.CheckPeer(netip.AddrPortFrom(self, tc.port)); got != tc.want {
+				t.Fatalf("CheckPeer = %q, want %q", got, tc.want)
+			}
+			mapped := netip.AddrPortFrom(netip.AddrFrom16(self.As16()), tc.port)
+			if got := p.CheckPeer(mapped); got != tc.want {
+				t.Fatalf("CheckPeer(%s) = %q, want %q", mapped, got, tc.want)
+			}
+		})
+	}
+	// A relay port never opens a special-purpose range.
+	if got := p.CheckPeer(netip.MustParseAddrPort("127.0.0.1:50000")); got != ReasonLoopback {
+		t.Fatalf("loopback at a relay port: %q", got)
+	}
+}

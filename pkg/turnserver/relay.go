@@ -83,7 +83,7 @@ type relayConn struct {
 	f       *filter
 	key     string
 	in, out *bucket
-	allowed atomic.Pointer[netip.Addr] // last destination the policy allowed
+	allowed atomic.Pointer[netip.AddrPort] // last destination the policy allowed
 	once    sync.Once
 }
 
@@ -93,15 +93,16 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, errPeerRefused
 	}
 	ip, ok := netip.AddrFromSlice(ua.IP)
-	if !ok {
+	if !ok || ua.Port < 0 || ua.Port > 65535 {
 		return 0, errPeerRefused
 	}
-	if last := c.allowed.Load(); last == nil || *last != ip {
-		if r := c.f.policy.Check(ip); r != "" {
+	ap := netip.AddrPortFrom(ip, uint16(ua.Port))
+	if last := c.allowed.Load(); last == nil || *last != ap {
+		if r := c.f.policy.CheckPeer(ap); r != "" {
 			c.f.m.denials.WithLabelValues(r).Inc()
 			return 0, fmt.Errorf("%w (%s)", errPeerRefused, r)
 		}
-		c.allowed.Store(&ip)
+		c.allowed.Store(&ap)
 	}
 	if c.out != nil && !c.out.take(len(p), time.Now()) {
 		c.f.m.dropped.Inc()

@@ -65,6 +65,7 @@ type Config struct {
 
 // Server is a running TURN server.
 type Server struct {
+	cfg   Config
 	pion  *turn.Server
 	f     *filter
 	log   *slog.Logger
@@ -153,6 +154,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
+	policy.WithRelayPorts(cfg.RelayMinPort, cfg.RelayMaxPort)
 	m := NewMetrics(reg)
 	f := &filter{
 		auth:    NewAuth(cfg.Realm, cfg.Users, cfg.Secrets, cfg.Now),
@@ -173,13 +175,14 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if err := gen.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{f: f, log: log, conns: &connSet{m: map[*streamConn]struct{}{}}}
+	s := &Server{cfg: cfg, f: f, log: log, conns: &connSet{m: map[*streamConn]struct{}{}}}
 	if err := s.listen(cfg); err != nil {
 		s.closeSockets()
 		return nil, err
 	}
 	perm := func(_ net.Addr, peer net.IP) bool {
-		if r := policy.CheckIP(peer); r != "" {
+		a, _ := netip.AddrFromSlice(peer) // a bad IP is invalid: refused as unspecified
+		if r := policy.checkNotSelf(a); r != "" {
 			m.denials.WithLabelValues(r).Inc()
 			return false
 		}

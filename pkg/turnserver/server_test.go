@@ -106,6 +106,18 @@ func TestPeerBypassMatrixGets403(t *testing.T) {
 				t.Errorf("CreatePermission to a public address: error %d", code)
 			}
 		})
+		// The server's own address is a peer only at a relay port (another
+		// client's relay address on this server).
+		t.Run(network+"/self relay port", func(t *testing.T) {
+			r.t = t
+			self := netip.MustParseAddr("203.0.113.7")
+			if code := r.code(r.peerRequestPort(self, s.cfg.RelayMinPort, 0)); code != 0 {
+				t.Errorf("CreatePermission to self at a relay port: error %d", code)
+			}
+			if code := r.code(r.peerRequestPort(self, s.cfg.RelayMinPort-1, 0)); code != 403 {
+				t.Errorf("CreatePermission to self below the relay ports: got %d, want 403", code)
+			}
+		})
 	}
 }
 
@@ -132,12 +144,13 @@ func TestRelaySocketRefusesPolicyDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &filter{policy: NewPolicy(nil, nil, nil), m: NewMetrics(nil), tracker: newTracker(0, 0, NewMetrics(nil))}
+	policy := NewPolicy(nil, []netip.Addr{netip.MustParseAddr("192.0.2.7")}, nil).WithRelayPorts(10000, 20000)
+	f := &filter{policy: policy, m: NewMetrics(nil), tracker: newTracker(0, 0, NewMetrics(nil))}
 	rc := &relayConn{PacketConn: pc, f: f, key: "k"}
 	defer rc.Close()
-	for _, a := range []string{"127.0.0.1", "::ffff:127.0.0.1", "169.254.169.254", "::ffff:10.0.0.1"} {
+	for _, a := range []string{"127.0.0.1:9", "[::ffff:127.0.0.1]:9", "169.254.169.254:80", "[::ffff:10.0.0.1]:9", "192.0.2.7:22", "[::ffff:192.0.2.7]:3478"} {
 		t.Run(a, func(t *testing.T) {
-			_, err := rc.WriteTo([]byte("x"), &net.UDPAddr{IP: net.ParseIP(a), Port: 9})
+			_, err := rc.WriteTo([]byte("x"), net.UDPAddrFromAddrPort(netip.MustParseAddrPort(a)))
 			if !errors.Is(err, errPeerRefused) {
 				t.Fatalf("WriteTo %s: err = %v, want errPeerRefused", a, err)
 			}
