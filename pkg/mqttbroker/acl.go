@@ -77,6 +77,19 @@ type Decision struct {
 	Reason string
 }
 
+// fastSignal answers without allocating for the common case, an exact
+// p2pd/<node id> topic whose answer does not depend on the client. ok is
+// false when Check must decide.
+func (a *ACL) fastSignal(topic string, acc Access) (allow, ok bool) {
+	if len(topic) != len(Namespace)+1+NodeIDLen || topic[:len(Namespace)+1] != Namespace+"/" {
+		return false, false
+	}
+	if acc == Read && a.BindUsername {
+		return false, false
+	}
+	return ValidNodeID(topic[len(Namespace)+1:]), true
+}
+
 // Check decides whether who may read (subscribe to filter / receive topic)
 // or write (publish to topic).
 func (a *ACL) Check(who Who, topic string, acc Access) Decision {

@@ -188,3 +188,46 @@ func FuzzParseRules(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastSignal: the allocation-free path agrees with the full check.
+func FuzzFastSignal(f *testing.F) {
+	f.Add("p2pd/"+strings.Repeat("a", 52), true, false)
+	f.Add("p2pd/"+strings.Repeat("b", 52), false, true)
+	f.Fuzz(func(t *testing.T, topic string, read, bind bool) {
+		acc := Write
+		if read {
+			acc = Read
+		}
+		acl := &ACL{BindUsername: bind}
+		allow, ok := acl.fastSignal(topic, acc)
+		if !ok {
+			return
+		}
+		if full := acl.Check(Who{Username: "u"}, topic, acc); full.Allow != allow {
+			t.Fatalf("fastSignal(%q, %v) = %v, Check says %+v", topic, acc, allow, full)
+		}
+	})
+}
+
+func BenchmarkACLCheck(b *testing.B) {
+	rules, err := ParseRules(strings.NewReader("deny * readwrite chat/secret\nallow * readwrite chat/#\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	acl := &ACL{Rules: rules}
+	who := Who{Username: "alice", ClientID: "c1"}
+	signal := "p2pd/" + newNodeID(b)
+	for _, tc := range []struct{ name, topic string }{{"signal", signal}, {"rules", "chat/room/1"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if allow, ok := acl.fastSignal(tc.topic, Write); ok && allow {
+					continue
+				}
+				if !acl.Check(who, tc.topic, Write).Allow {
+					b.Fatal("denied")
+				}
+			}
+		})
+	}
+}
