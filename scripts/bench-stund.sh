@@ -37,7 +37,18 @@ turnserver -n --listening-ip 127.0.0.1 --listening-ip 127.0.0.2 --listening-port
   --alt-listening-port $((cp + 1)) --stun-only --no-tls --no-dtls --no-cli \
   --log-file "$tmp/coturn.log" --simple-log --pidfile "$tmp/coturn.pid" >/dev/null 2>&1 &
 pids+=($!)
-sleep 1
+ready() {
+  for _ in $(seq 50); do
+    rps=$("$tmp/stunload" -server "$1" -duration 100ms -sockets 1 -window 1 -timeout 50ms -format tsv | cut -f1)
+    if [[ ${rps:-0} -gt 0 ]]; then return 0; fi
+    sleep 0.2
+  done
+  echo "bench-stund: $2 at $1 does not answer" >&2
+  cat "$tmp/$2.log" >&2 || true
+  exit 1
+}
+ready "127.0.0.1:$sp" stund
+ready "127.0.0.1:$cp" coturn
 
 load() { "$tmp/stunload" -server "$1" -duration "$DURATION" -sockets "$SOCKETS" -window "$WINDOW" -format tsv; }
 : >"$tmp/stund.tsv"; : >"$tmp/coturn.tsv"

@@ -62,8 +62,8 @@ type result struct {
 	out     outcome
 	resp    []byte // valid until the worker's next request
 	via     int    // index of the address to answer from
-	kind    string // metrics label
-	classic bool
+	kindIndex int // change<<1 | classic, for metrics
+	classic   bool
 }
 
 // handle processes one request b from src that arrived on s. It never
@@ -92,7 +92,13 @@ func (srv *Server) handle(w *worker, b []byte, src netip.AddrPort, s site, tcp b
 			w.unknown = append(w.unknown, a.Type)
 		}
 	}
-	r := result{via: s.at, classic: classic, kind: kindLabel(change != 0, classic)}
+	r := result{via: s.at, classic: classic}
+	if classic {
+		r.kindIndex = 1
+	}
+	if change != 0 {
+		r.kindIndex |= 2
+	}
 
 	m := &w.resp
 	m.Reset()
@@ -122,18 +128,6 @@ func (srv *Server) handle(w *worker, b []byte, src netip.AddrPort, s site, tcp b
 	}
 	r.resp = m.Raw
 	return r
-}
-
-func kindLabel(change, classic bool) string {
-	switch {
-	case change && classic:
-		return "change_classic"
-	case change:
-		return "change"
-	case classic:
-		return "binding_classic"
-	}
-	return "binding"
 }
 
 func (srv *Server) successResponse(m *stun.Message, src netip.AddrPort, s site, via int, classic bool) {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
 
@@ -311,22 +312,52 @@ func (s *Server) closeSockets() {
 	}
 }
 
+// counters are one transport and family's metric children, resolved once
+// per serving goroutine so the hot path does no label lookups.
+type counters struct {
+	requests    [4]prometheus.Counter // index: change<<1 | classic
+	success     prometheus.Counter
+	errorResp   prometheus.Counter
+	unknownAttr prometheus.Counter
+	changeUnsup prometheus.Counter
+	malformed   prometheus.Counter
+	rateLimited prometheus.Counter
+	send        prometheus.Counter
+	latency     prometheus.Observer
+}
+
+func (m *Metrics) counters(transport, fam string) *counters {
+	c := &counters{
+		success:     m.responses.WithLabelValues(transport, "success"),
+		errorResp:   m.responses.WithLabelValues(transport, "error"),
+		unknownAttr: m.errors.WithLabelValues("unknown_attribute"),
+		changeUnsup: m.errors.WithLabelValues("change_unsupported"),
+		malformed:   m.malformed.WithLabelValues(transport),
+		rateLimited: m.rateLimited.WithLabelValues(transport),
+		send:        m.errors.WithLabelValues("send"),
+		latency:     m.latency.WithLabelValues(transport),
+	}
+	for i, k := range []string{"binding", "binding_classic", "change", "change_classic"} {
+		c.requests[i] = m.requests.WithLabelValues(transport, fam, k)
+	}
+	return c
+}
+
 // count records the counters of one handled request; it runs before the
 // response is sent so a client that got an answer sees it counted.
-func (s *Server) count(r result, transport, fam string) {
-	if r.out == outMalformed {
-		s.m.malformed.WithLabelValues(transport).Inc()
-		return
-	}
-	s.m.requests.WithLabelValues(transport, fam, r.kind).Inc()
+func (c *counters) count(r result) {
 	switch r.out {
+	case outMalformed:
+		c.malformed.Inc()
+		return
 	case outSuccess:
-		s.m.responses.WithLabelValues(transport, "success").Inc()
+		c.success.Inc()
 	case outUnknownAttr:
-		s.m.responses.WithLabelValues(transport, "error").Inc()
-		s.m.errors.WithLabelValues("unknown_attribute").Inc()
+		c.errorResp.Inc()
+		c.unknownAttr.Inc()
 	case outChangeUnsupported:
-		s.m.responses.WithLabelValues(transport, "error").Inc()
-		s.m.errors.WithLabelValues("change_unsupported").Inc()
+		c.errorResp.Inc()
+		c.changeUnsup.Inc()
 	}
+	c.requests[r.kindIndex].Inc()
 }

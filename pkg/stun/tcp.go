@@ -60,6 +60,7 @@ func (s *Server) serveTCP(c net.Conn, ln *siteListener) {
 	src := netAddrPortUnmap(c.RemoteAddr().(*net.TCPAddr).AddrPort())
 	st := site{addrs: &ln.fam.addrs, hasAlt: ln.fam.hasAlt, at: ln.at, family: ln.fam.name}
 	w := newWorker()
+	m := s.m.counters("tcp", ln.fam.name)
 	rd := bufio.NewReaderSize(c, 2048)
 	buf := make([]byte, maxTCPMessage)
 	for {
@@ -69,7 +70,7 @@ func (s *Server) serveTCP(c net.Conn, ln *siteListener) {
 		}
 		size := int(binary.BigEndian.Uint16(buf[2:4]))
 		if headerSize+size > len(buf) || buf[0]&0xC0 != 0 {
-			s.m.malformed.WithLabelValues("tcp").Inc()
+			m.malformed.Inc()
 			return
 		}
 		if _, err := io.ReadFull(rd, buf[headerSize:headerSize+size]); err != nil {
@@ -77,20 +78,20 @@ func (s *Server) serveTCP(c net.Conn, ln *siteListener) {
 		}
 		start := time.Now()
 		if !s.lim.allow(src.Addr(), start) {
-			s.m.rateLimited.WithLabelValues("tcp").Inc()
+			m.rateLimited.Inc()
 			continue
 		}
 		r := s.handle(w, buf[:headerSize+size], src, st, true)
-		s.count(r, "tcp", ln.fam.name)
+		m.count(r)
 		if r.out == outMalformed {
 			return
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if _, err := c.Write(r.resp); err != nil {
-			s.m.errors.WithLabelValues("send").Inc()
+			m.send.Inc()
 			return
 		}
-		s.m.latency.WithLabelValues("tcp").Observe(time.Since(start).Seconds())
+		m.latency.Observe(time.Since(start).Seconds())
 	}
 }
 

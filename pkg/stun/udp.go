@@ -4,17 +4,43 @@ import (
 	"errors"
 	"net"
 	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
+// udpBatch is the number of datagrams read (recvmmsg) and answered
+// (sendmmsg) per system call.
+const udpBatch = 32
+
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn have in common.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
 // serveUDP answers requests read from socket k of address index at of f.
-// Change requests are answered from socket k of the changed address.
+// Answers from the same socket go out in one batch; change requests are
+// answered one by one from socket k of the changed address.
 func (s *Server) serveUDP(f *family, at, k int, c *net.UDPConn) {
+	var bc batchConn = ipv4.NewPacketConn(c)
+	if f.name == "ipv6" {
+		bc = ipv6.NewPacketConn(c)
+	}
 	w := newWorker()
-	buf := make([]byte, 2048)
 	st := site{addrs: &f.addrs, hasAlt: f.hasAlt, at: at, family: f.name}
-	latency := s.m.latency.WithLabelValues("udp")
+	m := s.m.counters("udp", f.name)
+	in := make([]ipv4.Message, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, 1500)}
+	}
+	out := make([]ipv4.Message, 0, udpBatch)
+	outBufs := make([][]byte, udpBatch)
+	for i := range outBufs {
+		outBufs[i] = make([]byte, 0, 256)
+	}
 	for {
-		n, src, err := c.ReadFromUDPAddrPort(buf)
+		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -22,20 +48,48 @@ func (s *Server) serveUDP(f *family, at, k int, c *net.UDPConn) {
 			continue
 		}
 		start := time.Now()
-		src = netAddrPortUnmap(src)
-		if !s.lim.allow(src.Addr(), start) {
-			s.m.rateLimited.WithLabelValues("udp").Inc()
-			continue
+		out = out[:0]
+		answered := 0
+		for i := range n {
+			ua, ok := in[i].Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			src := netAddrPortUnmap(ua.AddrPort())
+			if !s.lim.allow(src.Addr(), start) {
+				m.rateLimited.Inc()
+				continue
+			}
+			r := s.handle(w, in[i].Buffers[0][:in[i].N], src, st, false)
+			m.count(r)
+			if r.out == outMalformed {
+				continue
+			}
+			answered++
+			if r.via == at {
+				j := len(out)
+				outBufs[j] = append(outBufs[j][:0], r.resp...)
+				out = append(out, ipv4.Message{Buffers: [][]byte{outBufs[j]}, Addr: ua})
+				continue
+			}
+			other := f.udp[r.via]
+			if _, err := other[k%len(other)].WriteToUDPAddrPort(r.resp, src); err != nil {
+				m.send.Inc()
+			}
 		}
-		r := s.handle(w, buf[:n], src, st, false)
-		s.count(r, "udp", f.name)
-		if r.out == outMalformed {
-			continue
+		for len(out) > 0 {
+			sent, err := bc.WriteBatch(out, 0)
+			if err != nil {
+				for range out {
+					m.send.Inc()
+				}
+				break
+			}
+			out = out[sent:]
 		}
-		out := f.udp[r.via]
-		if _, err := out[k%len(out)].WriteToUDPAddrPort(r.resp, src); err != nil {
-			s.m.errors.WithLabelValues("send").Inc()
+		d := time.Since(start).Seconds()
+		for range answered {
+			m.latency.Observe(d)
 		}
-		latency.Observe(time.Since(start).Seconds())
 	}
 }
