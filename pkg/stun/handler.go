@@ -59,10 +59,10 @@ func newWorker() *worker {
 
 // result of handling one request.
 type result struct {
-	out     outcome
-	resp    []byte // valid until the worker's next request
-	via     int    // index of the address to answer from
-	kindIndex int // change<<1 | classic, for metrics
+	out       outcome
+	resp      []byte // valid until the worker's next request
+	via       int    // index of the address to answer from
+	kindIndex int    // change<<1 | classic, for metrics
 	classic   bool
 }
 
