@@ -9,6 +9,7 @@ APT_PACKAGES=(
   iproute2 nftables procps     # NAT lab (ip, tc, nft, sysctl)
   coturn                       # turnserver / turnutils_uclient (turnd + stund interop, benchmarks)
   mosquitto mosquitto-clients  # foreign broker and clients (mqttd interop, benchmarks)
+  miniupnpd-nftables           # a real NAT-PMP/PCP/UPnP gateway in the lab (port mapping)
   ca-certificates
 )
 GO_TOOLS=(
@@ -39,7 +40,7 @@ if ((${#missing[@]})); then
 fi
 
 # Stop daemons a package may have started anyway (only ones the package owns).
-for svc in coturn mosquitto; do
+for svc in coturn mosquitto miniupnpd; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 

@@ -34,3 +34,19 @@ func (hostNet) DialContext(ctx context.Context, network, address string) (net.Co
 	var d net.Dialer
 	return d.DialContext(ctx, network, address)
 }
+
+// Doer is implemented by a Net that can run code which opens its own sockets
+// (third-party libraries such as a NAT-PMP client) where the Net's sockets
+// live, e.g. inside a lab namespace.
+type Doer interface {
+	Do(fn func() error) error
+}
+
+// Do runs fn through n's Doer if it has one, else directly. fn must not
+// start goroutines that open sockets.
+func Do(n Net, fn func() error) error {
+	if d, ok := n.(Doer); ok {
+		return d.Do(fn)
+	}
+	return fn()
+}

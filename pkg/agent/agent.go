@@ -20,6 +20,7 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/node"
 	"github.com/p2pd-go/p2pd/pkg/peeraddr"
 	"github.com/p2pd-go/p2pd/pkg/pipe"
+	"github.com/p2pd-go/p2pd/pkg/portmap"
 	"github.com/p2pd-go/p2pd/pkg/signal"
 	"github.com/p2pd-go/p2pd/pkg/stun"
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,9 @@ type Config struct {
 	OnPipe func(*Pipe)
 	// Node timeouts (see node.Config).
 	DirectTimeout, ReverseTimeout time.Duration
+	// NoPortMap turns off asking the gateway (NAT-PMP/PCP) to forward the
+	// node port.
+	NoPortMap bool
 	// StartTimeout bounds interface resolution and broker connection.
 	StartTimeout time.Duration
 	Registry     prometheus.Registerer
@@ -80,6 +84,9 @@ type Agent struct {
 	pm      *pipe.Metrics
 	mu      sync.Mutex
 	ifs     []netif.Interface
+	mapping *portmap.Mapping
+	stop    chan struct{}
+	wg      sync.WaitGroup
 	addr    peeraddr.Address
 	offsets []int
 }
@@ -172,12 +179,21 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.node.Close()
 		return fmt.Errorf("agent: signalling: %w", err)
 	}
+	a.stop = make(chan struct{})
+	if !a.cfg.NoPortMap {
+		a.mapPort(ctx)
+	}
 	a.cfg.Log.Info("agent up", "node_id", a.ID(), "address", a.addr.String())
 	return nil
 }
 
-// Close stops signalling and the node.
+// Close removes the port mapping and stops signalling and the node.
 func (a *Agent) Close() {
+	if a.stop != nil {
+		close(a.stop)
+		a.wg.Wait()
+		a.stop = nil
+	}
 	if a.sig != nil {
 		a.sig.Close()
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/netif"
 	"github.com/p2pd-go/p2pd/pkg/node"
 	"github.com/p2pd-go/p2pd/pkg/pipe"
+	"github.com/p2pd-go/p2pd/pkg/portmap"
 	"github.com/p2pd-go/p2pd/pkg/signal"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -225,4 +226,35 @@ func TestBrokerLoss(t *testing.T) {
 	connect(t, a, b, node.Reverse)
 	s.procs[0].Kill() // our mqttd
 	t.Run("after mqttd died", func(t *testing.T) { connect(t, a, b, node.Reverse) })
+}
+
+// Scenario 7: behind a NAT whose gateway runs miniupnpd, the agent maps its
+// port and a peer connects to it directly.
+func TestUPnPGateway(t *testing.T) {
+	lab := natlab.NewWithOptions(t, natlab.Options{WAN4: natlab.PublicWAN4})
+	s := newStack(t, lab, ourMQTTD)
+	a := startAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
+	r := lab.AddRouter("home", natlab.PortRestrictedCone)
+	r.StartMiniupnpd(t)
+	h := r.AddHost("b")
+	waitNATPMP(t, h)
+	b := startAgent(t, h, s)
+	if m := b.PortMapping(); m == nil || m.External.Addr() != r.WANAddr() {
+		t.Fatalf("b has no port mapping on %s: %+v", r.WANAddr(), m)
+	}
+	connect(t, a, b, node.Direct)
+}
+
+// waitNATPMP waits until the gateway answers NAT-PMP (miniupnpd starting).
+func waitNATPMP(t *testing.T, h *natlab.Host) {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		m, err := portmap.Map(context.Background(), portmap.Config{Net: h.Net(), Port: 4999, Timeout: 100 * time.Millisecond})
+		if err == nil {
+			_ = m.Delete()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("miniupnpd did not come up")
 }

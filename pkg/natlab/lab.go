@@ -29,6 +29,10 @@ import (
 var (
 	WANPrefix4 = netip.MustParsePrefix("203.0.113.0/24")
 	WANPrefix6 = netip.MustParsePrefix("2001:db8::/64")
+	// PublicWAN4 is a non-reserved /24 for Options.WAN4, for labs whose
+	// software refuses reserved external addresses (miniupnpd). Like every
+	// lab address it exists only on the lab's own isolated bridge.
+	PublicWAN4 = netip.MustParsePrefix("198.20.113.0/24")
 )
 
 const nsPrefix = "p2lab-"
@@ -38,6 +42,8 @@ type Lab struct {
 	t      testing.TB
 	prefix string // p2lab-<pid>-<id>-
 	inet   string // namespace holding the WAN bridge
+
+	wan4 netip.Prefix
 
 	mu      sync.Mutex
 	nss     []string
@@ -54,6 +60,27 @@ type Lab struct {
 // crashed earlier runs (namespaces whose creating process is gone).
 func New(t testing.TB) *Lab {
 	t.Helper()
+	return NewWithOptions(t, Options{})
+}
+
+// Options configure a lab.
+type Options struct {
+	// WAN4 replaces WANPrefix4 as the lab's IPv4 WAN (a /24). Use it only
+	// for software that refuses reserved external addresses (miniupnpd
+	// does); the WAN is a bridge inside the lab, linked to nothing.
+	WAN4 netip.Prefix
+}
+
+// NewWithOptions is New with options.
+func NewWithOptions(t testing.TB, opts Options) *Lab {
+	t.Helper()
+	wan4 := WANPrefix4
+	if opts.WAN4.IsValid() {
+		if !opts.WAN4.Addr().Is4() || opts.WAN4.Bits() != 24 {
+			t.Fatalf("natlab: WAN4 %s must be an IPv4 /24", opts.WAN4)
+		}
+		wan4 = opts.WAN4.Masked()
+	}
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "ip", "nft", "tc")
 	removeLeftovers(t)
@@ -66,7 +93,8 @@ func New(t testing.TB) *Lab {
 		t:      t,
 		prefix: fmt.Sprintf("%s%d-%s-", nsPrefix, os.Getpid(), hex.EncodeToString(b[:])),
 		used:   map[netip.Addr]bool{},
-		next4:  netip.MustParseAddr("203.0.113.10"),
+		wan4:   wan4,
+		next4:  nthAddr(wan4, 10),
 		next6:  netip.MustParseAddr("2001:db8::10"),
 	}
 	t.Cleanup(l.close)
@@ -168,8 +196,8 @@ func (l *Lab) alloc(v6 bool) netip.Addr {
 
 // reserve marks explicitly chosen WAN addresses as used.
 func (l *Lab) reserve(a netip.Addr) error {
-	if !WANPrefix4.Contains(a) && !WANPrefix6.Contains(a) {
-		return fmt.Errorf("natlab: %s is outside the lab WAN prefixes %s and %s", a, WANPrefix4, WANPrefix6)
+	if !l.wan4.Contains(a) && !WANPrefix6.Contains(a) {
+		return fmt.Errorf("natlab: %s is outside the lab WAN prefixes %s and %s", a, l.wan4, WANPrefix6)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -193,7 +221,16 @@ func wanBits(a netip.Addr) int {
 	if a.Is6() {
 		return WANPrefix6.Bits()
 	}
-	return WANPrefix4.Bits()
+	return 24
+}
+
+// nthAddr is the n-th address of prefix p.
+func nthAddr(p netip.Prefix, n int) netip.Addr {
+	a := p.Masked().Addr()
+	for i := 0; i < n; i++ {
+		a = a.Next()
+	}
+	return a
 }
 
 // AddServer adds a host on the WAN with the given addresses (inside

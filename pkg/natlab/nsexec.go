@@ -73,3 +73,6 @@ func (n nsNet) DialContext(ctx context.Context, network, address string) (c net.
 	})
 	return c, err
 }
+
+// Do runs fn on a thread inside the namespace (sock.Doer).
+func (n nsNet) Do(fn func() error) error { return doInNS(n.ns, fn) }

@@ -54,7 +54,7 @@ func (l *Lab) AddRouter(name string, b Behaviour, link ...Link) *Router {
 	}
 	r.wan = l.alloc(false)
 	r.addrs = []netip.Addr{r.wan, r.lanGateway()}
-	l.must(addAddr(r.ns, "wan", r.wan, WANPrefix4.Bits()))
+	l.must(addAddr(r.ns, "wan", r.wan, 24))
 	l.must(addAddr(r.ns, "lan", r.lanGateway(), 24))
 	_, err := inNS(r.ns, nil, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	l.must(err)

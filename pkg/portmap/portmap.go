@@ -1,0 +1,115 @@
+// Package portmap asks the local gateway to forward a TCP port to this host
+// with NAT-PMP (RFC 6886), so peers can connect directly. PCP-capable
+// gateways such as miniupnpd answer NAT-PMP on the same port.
+package portmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	natpmp "github.com/jackpal/go-nat-pmp"
+	"github.com/p2pd-go/p2pd/internal/sock"
+	"github.com/vishvananda/netlink"
+)
+
+// ErrNoGateway means there is no IPv4 default route to ask.
+var ErrNoGateway = errors.New("portmap: no IPv4 default gateway")
+
+// Mapping is a port forwarded by the gateway.
+type Mapping struct {
+	Gateway  netip.Addr
+	External netip.AddrPort // the gateway's public address and mapped port
+	Internal uint16
+	Lifetime time.Duration
+	n        sock.Net
+	timeout  time.Duration
+}
+
+// Config configures Map.
+type Config struct {
+	Net      sock.Net      // nil: sock.Host
+	Port     uint16        // local TCP port to forward (external port asked the same)
+	Lifetime time.Duration // requested lease (default 1 h)
+	Timeout  time.Duration // per request (default 2 s; the library's own is up to 128 s)
+}
+
+// Gateway returns the IPv4 default gateway of the Net's namespace.
+func Gateway(n sock.Net) (netip.Addr, error) {
+	var gw netip.Addr
+	err := sock.Do(n, func() error {
+		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			return fmt.Errorf("portmap: routes: %w", err)
+		}
+		for _, r := range routes {
+			if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw != nil {
+				if a, ok := netip.AddrFromSlice(r.Gw.To4()); ok {
+					gw = a
+					return nil
+				}
+			}
+		}
+		return ErrNoGateway
+	})
+	return gw, err
+}
+
+// Map asks the default gateway to forward cfg.Port (TCP) to this host.
+func Map(ctx context.Context, cfg Config) (*Mapping, error) {
+	if cfg.Net == nil {
+		cfg.Net = sock.Host
+	}
+	if cfg.Lifetime <= 0 {
+		cfg.Lifetime = time.Hour
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.Port == 0 {
+		return nil, errors.New("portmap: port 0")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	gw, err := Gateway(cfg.Net)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mapping{Gateway: gw, Internal: cfg.Port, n: cfg.Net, timeout: cfg.Timeout}
+	if err := m.request(cfg.Lifetime); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// request adds (or with lifetime 0 deletes) the mapping.
+func (m *Mapping) request(lifetime time.Duration) error {
+	return sock.Do(m.n, func() error {
+		c := natpmp.NewClientWithTimeout(net.IP(m.Gateway.AsSlice()), m.timeout)
+		ext, err := c.GetExternalAddress()
+		if err != nil {
+			return fmt.Errorf("portmap: gateway %s does not answer NAT-PMP: %w", m.Gateway, err)
+		}
+		requested := int(m.Internal)
+		if lifetime == 0 {
+			requested = 0
+		}
+		res, err := c.AddPortMapping("tcp", int(m.Internal), requested, int(lifetime/time.Second))
+		if err != nil {
+			return fmt.Errorf("portmap: gateway %s refused mapping TCP %d: %w", m.Gateway, m.Internal, err)
+		}
+		m.External = netip.AddrPortFrom(netip.AddrFrom4(ext.ExternalIPAddress), res.MappedExternalPort)
+		m.Lifetime = time.Duration(res.PortMappingLifetimeInSeconds) * time.Second
+		return nil
+	})
+}
+
+// Renew refreshes the lease (call it at half the Lifetime).
+func (m *Mapping) Renew() error { return m.request(max(m.Lifetime, time.Minute)) }
+
+// Delete removes the mapping from the gateway.
+func (m *Mapping) Delete() error { return m.request(0) }
