@@ -1,6 +1,6 @@
-// Package portmap asks the local gateway to forward a TCP port to this host
-// with NAT-PMP (RFC 6886), so peers can connect directly. PCP-capable
-// gateways such as miniupnpd answer NAT-PMP on the same port.
+// Package portmap asks the local gateway to forward a TCP port to this host,
+// so peers can connect directly: NAT-PMP (RFC 6886, which PCP gateways such
+// as miniupnpd also answer) first, then UPnP IGD.
 package portmap
 
 import (
@@ -25,9 +25,17 @@ type Mapping struct {
 	External netip.AddrPort // the gateway's public address and mapped port
 	Internal uint16
 	Lifetime time.Duration
+	Method   string // MethodNATPMP or MethodUPnP
 	n        sock.Net
 	timeout  time.Duration
+	igd      *igd
 }
+
+// Mapping methods.
+const (
+	MethodNATPMP = "nat-pmp"
+	MethodUPnP   = "upnp"
+)
 
 // Config configures Map.
 type Config struct {
@@ -35,6 +43,8 @@ type Config struct {
 	Port     uint16        // local TCP port to forward (external port asked the same)
 	Lifetime time.Duration // requested lease (default 1 h)
 	Timeout  time.Duration // per request (default 2 s; the library's own is up to 128 s)
+	// Method restricts Map to one method; empty tries NAT-PMP, then UPnP.
+	Method string
 }
 
 // Gateway returns the IPv4 default gateway of the Net's namespace.
@@ -79,11 +89,43 @@ func Map(ctx context.Context, cfg Config) (*Mapping, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mapping{Gateway: gw, Internal: cfg.Port, n: cfg.Net, timeout: cfg.Timeout}
-	if err := m.request(cfg.Lifetime); err != nil {
+	var errs []error
+	if cfg.Method == "" || cfg.Method == MethodNATPMP {
+		m := &Mapping{Gateway: gw, Internal: cfg.Port, Method: MethodNATPMP, n: cfg.Net, timeout: cfg.Timeout}
+		err := m.request(cfg.Lifetime)
+		if err == nil {
+			return m, nil
+		}
+		errs = append(errs, err)
+	}
+	if cfg.Method == "" || cfg.Method == MethodUPnP {
+		m, err := mapUPnP(ctx, cfg, gw)
+		if err == nil {
+			return m, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("portmap: unknown method %q (%s, %s)", cfg.Method, MethodNATPMP, MethodUPnP)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func mapUPnP(ctx context.Context, cfg Config, gw netip.Addr) (*Mapping, error) {
+	g, err := discover(ctx, cfg.Net, cfg.Timeout)
+	if err != nil {
 		return nil, err
 	}
-	return m, nil
+	ext, err := g.externalIP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.add(ctx, cfg.Port, cfg.Lifetime); err != nil {
+		return nil, err
+	}
+	g.external = ext
+	return &Mapping{Gateway: gw, External: netip.AddrPortFrom(ext, cfg.Port), Internal: cfg.Port,
+		Lifetime: cfg.Lifetime, Method: MethodUPnP, n: cfg.Net, timeout: cfg.Timeout, igd: g}, nil
 }
 
 // request adds (or with lifetime 0 deletes) the mapping.
@@ -109,7 +151,21 @@ func (m *Mapping) request(lifetime time.Duration) error {
 }
 
 // Renew refreshes the lease (call it at half the Lifetime).
-func (m *Mapping) Renew() error { return m.request(max(m.Lifetime, time.Minute)) }
+func (m *Mapping) Renew() error {
+	if m.igd != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+		defer cancel()
+		return m.igd.add(ctx, m.Internal, max(m.Lifetime, time.Minute))
+	}
+	return m.request(max(m.Lifetime, time.Minute))
+}
 
 // Delete removes the mapping from the gateway.
-func (m *Mapping) Delete() error { return m.request(0) }
+func (m *Mapping) Delete() error {
+	if m.igd != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+		defer cancel()
+		return m.igd.remove(ctx, m.Internal)
+	}
+	return m.request(0)
+}

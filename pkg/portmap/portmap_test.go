@@ -24,6 +24,12 @@ func reach(t *testing.T, from *natlab.Host, to netip.AddrPort) error {
 // TestMiniupnpd maps a port through a real miniupnpd gateway, reaches it from
 // the WAN, and removes it again.
 func TestMiniupnpd(t *testing.T) {
+	for _, method := range []string{MethodNATPMP, MethodUPnP} {
+		t.Run(method, func(t *testing.T) { testMiniupnpd(t, method) })
+	}
+}
+
+func testMiniupnpd(t *testing.T, method string) {
 	// miniupnpd refuses reserved external addresses (documentation ranges
 	// included), so this lab's WAN is a non-reserved /24, inside the lab only.
 	lab := natlab.NewWithOptions(t, natlab.Options{WAN4: natlab.PublicWAN4})
@@ -53,7 +59,7 @@ func TestMiniupnpd(t *testing.T) {
 
 	var m *Mapping
 	for try := 0; try < 20; try++ { // miniupnpd needs a moment to start
-		m, err = Map(context.Background(), Config{Net: h.Net(), Port: 10001, Lifetime: time.Minute, Timeout: 250 * time.Millisecond})
+		m, err = Map(context.Background(), Config{Net: h.Net(), Port: 10001, Lifetime: time.Minute, Timeout: 500 * time.Millisecond, Method: method})
 		if err == nil {
 			break
 		}
@@ -62,7 +68,7 @@ func TestMiniupnpd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("map: %v\nminiupnpd:\n%s", err, gwProc.Output())
 	}
-	if m.External != target || m.Gateway.String() != "10.1.0.1" {
+	if m.External != target || m.Gateway.String() != "10.1.0.1" || m.Method != method {
 		t.Errorf("mapping %+v, want external %s via 10.1.0.1", m, target)
 	}
 	if err := reach(t, outside, target); err != nil {
