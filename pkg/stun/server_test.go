@@ -160,9 +160,8 @@ func TestServerMalformed(t *testing.T) {
 	if _, err := c.Do(ctxTimeout(t, 3*time.Second), Request{Server: to}); err != nil {
 		t.Fatalf("server stopped answering after bad input: %v", err)
 	}
-	// Datagrams from one socket arrive in order, so the bad ones were counted
-	// before the good one was answered... but from another socket; wait for
-	// the counter through a second request on the same socket as the junk.
+	// One socket's datagrams are read in order: once a request sent after
+	// the junk on the same socket is answered, the junk has been counted.
 	if _, err := raw.Write(mustRequest(t)); err != nil {
 		t.Fatal(err)
 	}
