@@ -32,7 +32,7 @@ func encoded(t testing.TB, pk packets.Packet, version byte) []byte {
 // TestGarbageInput sends malformed and truncated input on the TCP port while
 // a well-behaved client keeps using the broker.
 func TestGarbageInput(t *testing.T) {
-	b, _ := startBroker(t, testConfig(t))
+	b, reg := startBroker(t, testConfig(t))
 	addr := b.Addr("tcp")
 	control := mustPaho(t, "tcp://"+addr, adminName, adminPass)
 	topic := "p2pd/" + newNodeID(t)
@@ -67,6 +67,8 @@ func TestGarbageInput(t *testing.T) {
 		{"bad protocol name", []byte{0x10, 0x0c, 0x00, 0x04, 'X', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00}, false},
 		{"connect twice", append(append([]byte{}, conn...), conn...), false},
 		{"half a fixed header", []byte{0x30}, true},
+		// Panics mochi's SUBSCRIBE decoder (options byte read past the end).
+		{"short v5 subscribe", append(append([]byte{}, conn5...), 0x82, 0x06, '0', '0', 0x80, 0x00, 0x00, 0x00), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := net.Dial("tcp", addr)
@@ -88,6 +90,7 @@ func TestGarbageInput(t *testing.T) {
 			roundTrip(t, addr)
 		})
 	}
+	waitCounter(t, reg, 1, "mqttd_client_panics_total")
 }
 
 // FuzzConnBytes feeds arbitrary bytes to a live broker, optionally after a

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -219,6 +221,27 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	// and after CONNECT.
 	if errors.Is(err, packets.ErrReceiveMaximum) {
 		h.refuse(LimitReceiveMax, "client disconnected: too many unacknowledged QoS publishes", "client", cl.ID)
+	}
+}
+
+// recovered cleans up after a panic while serving conn: the client's
+// session is dropped (mochi's own clean-up after the read loop was skipped).
+func (h *hook) recovered(conn net.Conn, r any) {
+	h.metrics.panics.Inc()
+	if ok, n := h.throttle.allow("panic", time.Now()); ok {
+		h.log.Error("connection closed: malformed input made the MQTT library panic", "panic", fmt.Sprint(r), "suppressed_since_last", n)
+		h.log.Debug("panic stack", "stack", string(debug.Stack()))
+	}
+	for _, cl := range h.srv.Clients.GetAll() {
+		if cl.Net.Conn != conn || cl.IsTakenOver() {
+			continue
+		}
+		h.srv.UnsubscribeClient(cl)
+		cl.ClearInflights()
+		h.srv.Clients.Delete(cl.ID)
+		h.mu.Lock()
+		delete(h.buckets, cl)
+		h.mu.Unlock()
 	}
 }
 

@@ -97,6 +97,14 @@ func (l *listener) handle(conn net.Conn, establish listeners.EstablishFn) {
 	go func() {
 		defer l.wg.Done()
 		defer l.untrack(conn)
+		// mochi's packet decoders can panic on malformed input (found by
+		// FuzzConnBytes: a short MQTT 5 SUBSCRIBE); one client must not
+		// take the broker down.
+		defer func() {
+			if r := recover(); r != nil {
+				l.hook.recovered(conn, r)
+			}
+		}()
 		l.report(establish(l.id, conn))
 	}()
 }

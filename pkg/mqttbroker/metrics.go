@@ -25,6 +25,7 @@ type metrics struct {
 	authFailures  prometheus.Counter
 	aclDenials    *prometheus.CounterVec
 	limitRefusals *prometheus.CounterVec
+	panics        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) (*metrics, error) {
@@ -41,6 +42,9 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) (*metrics, error) {
 		limitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mqttd_limit_refusals_total", Help: "Requests refused or connections closed because a limit was reached, by limit.",
 		}, []string{"limit"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqttd_client_panics_total", Help: "Connections closed because their input made the MQTT library panic (the broker kept serving).",
+		}),
 	}
 	for _, l := range []string{"tcp", "ws", "tls", "wss"} {
 		m.connections.WithLabelValues(l)
@@ -51,7 +55,7 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) (*metrics, error) {
 	for _, l := range []string{LimitClients, LimitSessions, LimitPacketSize, LimitPublishRate, LimitSubscriptions, LimitRetained, LimitPendingWrites, LimitReceiveMax, LimitConnectTime} {
 		m.limitRefusals.WithLabelValues(l)
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, newInfoCollector(srv)} {
+	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, m.panics, newInfoCollector(srv)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
