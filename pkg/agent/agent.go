@@ -73,6 +73,7 @@ type Pipe struct {
 	Peer   string // the remote node id, proven by the handshake
 	Kind   string // direct or reverse
 	PipeID string
+	Local  netip.AddrPort // this end of the connection
 }
 
 // Agent is a running agent.
@@ -255,7 +256,8 @@ var AllMessages = pipe.Sub{}
 // built-in ECHO: a message "ECHO x" is answered with "x".
 func (a *Agent) wrap(sc *node.SecureConn, kind, pipeID string) *Pipe {
 	gate := &gatedConn{SecureConn: sc, ready: make(chan struct{})}
-	p := &Pipe{Pipe: pipe.New(gate, pipe.Options{Metrics: a.pm, Log: a.cfg.Log}), Peer: sc.RemoteNodeID(), Kind: kind, PipeID: pipeID}
+	local, _ := netip.ParseAddrPort(sc.LocalAddr().String())
+	p := &Pipe{Pipe: pipe.New(gate, pipe.Options{Metrics: a.pm, Log: a.cfg.Log}), Peer: sc.RemoteNodeID(), Kind: kind, PipeID: pipeID, Local: local}
 	_ = p.Subscribe(AllMessages)
 	_ = p.SubscribeFunc(pipe.Sub{Msg: "^ECHO "}, func(m pipe.Message) {
 		reply := append([]byte(nil), m.Data[len("ECHO "):]...)

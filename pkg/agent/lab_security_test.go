@@ -1,4 +1,4 @@
-package agent
+package agent_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/p2pd-go/p2pd/internal/testenv"
+	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
 	"github.com/p2pd-go/p2pd/pkg/identity"
 	"github.com/p2pd-go/p2pd/pkg/natlab"
 	"github.com/p2pd-go/p2pd/pkg/signal"
@@ -20,8 +21,8 @@ import (
 func TestSignallingAttacks(t *testing.T) {
 	testenv.RequireTools(t, "mosquitto_pub")
 	lab := natlab.New(t)
-	s := newStack(t, lab, ourMQTTD)
-	b := startAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	b := agenttest.StartAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
 	attacker, err := identity.Generate(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -38,8 +39,8 @@ func TestSignallingAttacks(t *testing.T) {
 		if err := os.WriteFile(f, payload, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		host, port, _ := strings.Cut(strings.TrimPrefix(s.brokers[0].URL, "tcp://"), ":")
-		out, err := s.srv.Command(context.Background(), "mosquitto_pub", "-h", host, "-p", port, "-q", "1",
+		host, port, _ := strings.Cut(strings.TrimPrefix(s.Brokers[0].URL, "tcp://"), ":")
+		out, err := s.Srv.Command(context.Background(), "mosquitto_pub", "-h", host, "-p", port, "-q", "1",
 			"-t", signal.Topic(b.ID()), "-f", f).CombinedOutput()
 		if err != nil {
 			t.Fatalf("mosquitto_pub: %v: %s", err, out)
@@ -78,9 +79,9 @@ func mustKey(t *testing.T, nodeID string) [identity.KeySize]byte {
 }
 
 // counterValue reads one labelled counter from an agent's registry.
-func counterValue(t *testing.T, la *labAgent, name, label, value string) float64 {
+func counterValue(t *testing.T, la *agenttest.Agent, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := la.reg.Gather()
+	mfs, err := la.Reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +103,9 @@ func counterValue(t *testing.T, la *labAgent, name, label, value string) float64
 // Scenario 6: a peer that does not hold the claimed node key is refused.
 func TestImpostorRefused(t *testing.T) {
 	lab := natlab.New(t)
-	s := newStack(t, lab, ourMQTTD)
-	a := startAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
-	b := startAgent(t, lab.AddRouter("isp2", natlab.Open).AddHost("b"), s)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	a := agenttest.StartAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
+	b := agenttest.StartAgent(t, lab.AddRouter("isp2", natlab.Open).AddHost("b"), s)
 	// An address that points at b's listener but names another node.
 	other, err := identity.Generate(rand.Reader)
 	if err != nil {
@@ -120,7 +121,7 @@ func TestImpostorRefused(t *testing.T) {
 		t.Fatalf("got %v (report %+v), want a refusal naming the key", err, rep)
 	}
 	select {
-	case p := <-b.inbound:
+	case p := <-b.Inbound:
 		t.Fatalf("b handed an unauthenticated pipe to the application: %+v", p)
 	case <-time.After(200 * time.Millisecond):
 	}

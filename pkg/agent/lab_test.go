@@ -1,135 +1,23 @@
-package agent
+package agent_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/p2pd-go/p2pd/internal/testbin"
-	"github.com/p2pd-go/p2pd/internal/testenv"
-	"github.com/p2pd-go/p2pd/pkg/identity"
+	"github.com/p2pd-go/p2pd/pkg/agent"
+	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
 	"github.com/p2pd-go/p2pd/pkg/natlab"
 	"github.com/p2pd-go/p2pd/pkg/netif"
 	"github.com/p2pd-go/p2pd/pkg/node"
 	"github.com/p2pd-go/p2pd/pkg/pipe"
 	"github.com/p2pd-go/p2pd/pkg/portmap"
-	"github.com/p2pd-go/p2pd/pkg/signal"
-	"github.com/prometheus/client_golang/prometheus"
 )
-
-// stack is the private server side of a lab: stund on two addresses and
-// one or two MQTT brokers.
-type stack struct {
-	srv     *natlab.Host
-	a1, a2  netip.Addr
-	stun    []netip.AddrPort
-	brokers []signal.Broker
-	procs   []*natlab.Proc
-}
-
-// broker kinds a stack can run.
-const (
-	ourMQTTD  = "mqttd"
-	mosquitto = "mosquitto"
-)
-
-func newStack(t *testing.T, lab *natlab.Lab, brokers ...string) *stack {
-	t.Helper()
-	addrs := lab.AllocWAN(2, 0)
-	s := &stack{srv: lab.AddServer("stack", addrs...), a1: addrs[0], a2: addrs[1]}
-	stund := testbin.Build(t, "cmd/stund")
-	s.srv.Start(t, stund, "--primary-ip4", s.a1.String(), "--alternate-ip4", s.a2.String(), "--admin", "")
-	s.stun = []netip.AddrPort{netip.AddrPortFrom(s.a1, 3478), netip.AddrPortFrom(s.a2, 3478)}
-	for i, kind := range brokers {
-		addr := netip.AddrPortFrom(addrs[i%2], uint16(1883+i))
-		switch kind {
-		case ourMQTTD:
-			bin := testbin.Build(t, "cmd/mqttd")
-			s.procs = append(s.procs, s.srv.Start(t, bin, "--listen", addr.String(), "--ws-listen", "", "--admin-listen", "", "--allow-anonymous"))
-		case mosquitto:
-			testenv.RequireTools(t, "mosquitto")
-			conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-			body := fmt.Sprintf("listener %d %s\nallow_anonymous true\npersistence false\n", addr.Port(), addr.Addr())
-			if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			s.procs = append(s.procs, s.srv.Start(t, "mosquitto", "-c", conf))
-		}
-		s.brokers = append(s.brokers, signal.Broker{URL: "tcp://" + addr.String()})
-		waitTCP(t, s.srv, addr)
-	}
-	waitTCP(t, s.srv, s.stun[0])
-	return s
-}
-
-// waitTCP waits until something listens on addr.
-func waitTCP(t *testing.T, h *natlab.Host, addr netip.AddrPort) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := h.Net().DialContext(context.Background(), "tcp", addr.String())
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s", addr)
-}
-
-type labAgent struct {
-	*Agent
-	reg     *prometheus.Registry
-	inbound chan *Pipe
-}
-
-// startAgent runs an agent inside lab host h against the stack.
-func startAgent(t *testing.T, h *natlab.Host, s *stack) *labAgent {
-	t.Helper()
-	var nics []netif.NIC
-	if err := h.Do(func() error {
-		var err error
-		nics, err = netif.List(netif.Options{})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.Generate(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	la := &labAgent{reg: prometheus.NewRegistry(), inbound: make(chan *Pipe, 8)}
-	la.Agent, err = New(Config{
-		Identity: id, Net: h.Net(), NICs: nics, STUNServers: s.stun, Brokers: s.brokers,
-		OnPipe: func(p *Pipe) { la.inbound <- p }, Registry: la.reg,
-		DirectTimeout: 2 * time.Second, ReverseTimeout: 6 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := la.Start(context.Background()); err != nil {
-		t.Fatalf("agent on %s: %v", h.Name(), err)
-	}
-	t.Cleanup(la.Close)
-	return la
-}
-
-func (la *labAgent) addr(t *testing.T) string {
-	a, err := la.Address()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a.String()
-}
 
 // echo checks an ECHO round trip over p.
-func echo(t *testing.T, p *Pipe) {
+func echo(t *testing.T, p *agent.Pipe) {
 	t.Helper()
 	sub := pipe.Sub{Msg: "^echo-check"}
 	if err := p.Subscribe(sub); err != nil {
@@ -147,9 +35,9 @@ func echo(t *testing.T, p *Pipe) {
 	}
 }
 
-func connect(t *testing.T, from, to *labAgent, wantWinner string) *Pipe {
+func connect(t *testing.T, from, to *agenttest.Agent, wantWinner string) *agent.Pipe {
 	t.Helper()
-	p, rep, err := from.Connect(context.Background(), to.addr(t))
+	p, rep, err := from.Connect(context.Background(), to.Addr(t))
 	if err != nil {
 		t.Fatalf("connect: %v (report %+v)", err, rep)
 	}
@@ -163,7 +51,7 @@ func connect(t *testing.T, from, to *labAgent, wantWinner string) *Pipe {
 	}
 	echo(t, p)
 	select {
-	case in := <-to.inbound:
+	case in := <-to.Inbound:
 		t.Cleanup(func() { in.Close() })
 		if in.Peer != from.ID() {
 			t.Errorf("inbound pipe from %s, want %s", in.Peer, from.ID())
@@ -178,10 +66,10 @@ func connect(t *testing.T, from, to *labAgent, wantWinner string) *Pipe {
 // Scenario 1: A on an open host, B behind a port-restricted NAT.
 func TestOpenAndPortRestricted(t *testing.T) {
 	lab := natlab.New(t)
-	s := newStack(t, lab, ourMQTTD)
-	a := startAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	a := agenttest.StartAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
 	bRouter := lab.AddRouter("home", natlab.PortRestrictedCone)
-	b := startAgent(t, bRouter.AddHost("b"), s)
+	b := agenttest.StartAgent(t, bRouter.AddHost("b"), s)
 	if got := b.Interfaces()[0].Routes[netif.AF4][0].ExtIP(); got != bRouter.WANAddr() {
 		t.Fatalf("b's external address %s, want the router's %s", got, bRouter.WANAddr())
 	}
@@ -199,9 +87,9 @@ func TestOpenAndPortRestricted(t *testing.T) {
 // Scenario 2: two peers behind the same NAT connect over their LAN addresses.
 func TestSameRouter(t *testing.T) {
 	lab := natlab.New(t)
-	s := newStack(t, lab, ourMQTTD)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
 	r := lab.AddRouter("home", natlab.Symmetric)
-	c, d := startAgent(t, r.AddHost("c"), s), startAgent(t, r.AddHost("d"), s)
+	c, d := agenttest.StartAgent(t, r.AddHost("c"), s), agenttest.StartAgent(t, r.AddHost("d"), s)
 	p := connect(t, c, d, node.Direct)
 	if !strings.HasPrefix(p.RemoteAddr().Addr().String(), "10.") {
 		t.Errorf("pipe goes to %s, want d's LAN address", p.RemoteAddr())
@@ -211,20 +99,20 @@ func TestSameRouter(t *testing.T) {
 // Scenario 3: signalling through Debian's mosquitto works unchanged.
 func TestMosquittoSignalling(t *testing.T) {
 	lab := natlab.New(t)
-	s := newStack(t, lab, mosquitto)
-	a := startAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
-	b := startAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
+	s := agenttest.NewStack(t, lab, agenttest.Mosquitto)
+	a := agenttest.StartAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
+	b := agenttest.StartAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
 	connect(t, a, b, node.Reverse)
 }
 
 // Scenario 4: one of two brokers dies; signalling and new connections go on.
 func TestBrokerLoss(t *testing.T) {
 	lab := natlab.New(t)
-	s := newStack(t, lab, ourMQTTD, mosquitto)
-	a := startAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
-	b := startAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD, agenttest.Mosquitto)
+	a := agenttest.StartAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
+	b := agenttest.StartAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
 	connect(t, a, b, node.Reverse)
-	s.procs[0].Kill() // our mqttd
+	s.Procs[0].Kill() // our mqttd
 	t.Run("after mqttd died", func(t *testing.T) { connect(t, a, b, node.Reverse) })
 }
 
@@ -232,13 +120,13 @@ func TestBrokerLoss(t *testing.T) {
 // port and a peer connects to it directly.
 func TestUPnPGateway(t *testing.T) {
 	lab := natlab.NewWithOptions(t, natlab.Options{WAN4: natlab.PublicWAN4})
-	s := newStack(t, lab, ourMQTTD)
-	a := startAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	a := agenttest.StartAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), s)
 	r := lab.AddRouter("home", natlab.PortRestrictedCone)
 	r.StartMiniupnpd(t)
 	h := r.AddHost("b")
 	waitNATPMP(t, h)
-	b := startAgent(t, h, s)
+	b := agenttest.StartAgent(t, h, s)
 	if m := b.PortMapping(); m == nil || m.External.Addr() != r.WANAddr() {
 		t.Fatalf("b has no port mapping on %s: %+v", r.WANAddr(), m)
 	}

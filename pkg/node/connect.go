@@ -52,9 +52,6 @@ func (n *Node) Connect(ctx context.Context, to peeraddr.Address, strategies ...s
 	if err != nil {
 		return nil, rep, fmt.Errorf("node: connect: %w", err)
 	}
-	if to.NodeID == n.ID() {
-		return nil, rep, errors.New("node: connect: that address is this node")
-	}
 	if len(strategies) == 0 {
 		strategies = DefaultStrategies
 	}

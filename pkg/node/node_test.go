@@ -112,7 +112,6 @@ func TestConnectErrors(t *testing.T) {
 		want  string
 	}{
 		{"bad node id", peeraddr.Address{NodeID: "nope"}, nil, "node id"},
-		{"self", addressOf(a), nil, "this node"},
 		{"unknown strategy", addressOf(b), []string{"teleport"}, `unknown strategy "teleport"`},
 		{"no candidates", peeraddr.Address{Signal: []int{0}, NodeID: b.ID()}, []string{Direct}, "no reachable candidate"},
 	}

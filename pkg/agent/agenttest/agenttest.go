@@ -1,0 +1,130 @@
+// Package agenttest runs p2pd's private stack (stund and MQTT brokers) and
+// agents inside NAT-lab hosts, for tests of the agent and what sits on it.
+package agenttest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/p2pd-go/p2pd/internal/testbin"
+	"github.com/p2pd-go/p2pd/internal/testenv"
+	"github.com/p2pd-go/p2pd/pkg/agent"
+	"github.com/p2pd-go/p2pd/pkg/identity"
+	"github.com/p2pd-go/p2pd/pkg/natlab"
+	"github.com/p2pd-go/p2pd/pkg/netif"
+	"github.com/p2pd-go/p2pd/pkg/signal"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stack is the private server side of a lab: stund on two addresses and
+// one or two MQTT brokers.
+type Stack struct {
+	Srv     *natlab.Host
+	A1, A2  netip.Addr
+	STUN    []netip.AddrPort
+	Brokers []signal.Broker
+	Procs   []*natlab.Proc
+}
+
+// Broker kinds a stack can run.
+const (
+	MQTTD     = "mqttd"
+	Mosquitto = "mosquitto"
+)
+
+func NewStack(t *testing.T, lab *natlab.Lab, brokers ...string) *Stack {
+	t.Helper()
+	addrs := lab.AllocWAN(2, 0)
+	s := &Stack{Srv: lab.AddServer("stack", addrs...), A1: addrs[0], A2: addrs[1]}
+	stund := testbin.Build(t, "cmd/stund")
+	s.Srv.Start(t, stund, "--primary-ip4", s.A1.String(), "--alternate-ip4", s.A2.String(), "--admin", "")
+	s.STUN = []netip.AddrPort{netip.AddrPortFrom(s.A1, 3478), netip.AddrPortFrom(s.A2, 3478)}
+	for i, kind := range brokers {
+		addr := netip.AddrPortFrom(addrs[i%2], uint16(1883+i))
+		switch kind {
+		case MQTTD:
+			bin := testbin.Build(t, "cmd/mqttd")
+			s.Procs = append(s.Procs, s.Srv.Start(t, bin, "--listen", addr.String(), "--ws-listen", "", "--admin-listen", "", "--allow-anonymous"))
+		case Mosquitto:
+			testenv.RequireTools(t, "mosquitto")
+			conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+			body := fmt.Sprintf("listener %d %s\nallow_anonymous true\npersistence false\n", addr.Port(), addr.Addr())
+			if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s.Procs = append(s.Procs, s.Srv.Start(t, "mosquitto", "-c", conf))
+		}
+		s.Brokers = append(s.Brokers, signal.Broker{URL: "tcp://" + addr.String()})
+		WaitTCP(t, s.Srv, addr)
+	}
+	WaitTCP(t, s.Srv, s.STUN[0])
+	return s
+}
+
+// WaitTCP waits until something listens on addr.
+func WaitTCP(t *testing.T, h *natlab.Host, addr netip.AddrPort) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := h.Net().DialContext(context.Background(), "tcp", addr.String())
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s", addr)
+}
+
+// Agent is an agent running in a lab host.
+type Agent struct {
+	*agent.Agent
+	Reg     *prometheus.Registry
+	Inbound chan *agent.Pipe
+}
+
+// StartAgent runs an agent inside lab host h against the stack.
+func StartAgent(t *testing.T, h *natlab.Host, s *Stack) *Agent {
+	t.Helper()
+	var nics []netif.NIC
+	if err := h.Do(func() error {
+		var err error
+		nics, err = netif.List(netif.Options{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	la := &Agent{Reg: prometheus.NewRegistry(), Inbound: make(chan *agent.Pipe, 8)}
+	la.Agent, err = agent.New(agent.Config{
+		Identity: id, Net: h.Net(), NICs: nics, STUNServers: s.STUN, Brokers: s.Brokers,
+		OnPipe: func(p *agent.Pipe) { la.Inbound <- p }, Registry: la.Reg,
+		DirectTimeout: 2 * time.Second, ReverseTimeout: 6 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := la.Start(context.Background()); err != nil {
+		t.Fatalf("agent on %s: %v", h.Name(), err)
+	}
+	t.Cleanup(la.Close)
+	return la
+}
+
+// Addr is the agent's peer address as text.
+func (la *Agent) Addr(t *testing.T) string {
+	a, err := la.Address()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.String()
+}
