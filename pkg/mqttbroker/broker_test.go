@@ -172,10 +172,15 @@ func TestLogin(t *testing.T) {
 		{"bad password when anonymous on", anonB.Addr("tcp"), userName, "wrong", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, v := range []byte{4, 5} {
+			// Refusals: MQTT 5 0x86 bad username or password, 3.1.1 5 not authorized.
+			for v, refused := range map[byte]byte{4: 0x05, 5: 0x86} {
 				_, code := connectRaw(t, tc.addr, v, tc.user, tc.pass)
-				if tc.ok != (code == 0) {
-					t.Errorf("MQTT v%d: CONNACK code %#x, want ok=%v", v, code, tc.ok)
+				want := byte(0)
+				if !tc.ok {
+					want = refused
+				}
+				if code != want {
+					t.Errorf("MQTT v%d: CONNACK code %#x, want %#x", v, code, want)
 				}
 			}
 		})
