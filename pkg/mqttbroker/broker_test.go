@@ -2,6 +2,7 @@ package mqttbroker
 
 import (
 	"bytes"
+	"errors"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/p2pd-go/p2pd/internal/metricstest"
 )
 
@@ -210,5 +212,43 @@ func TestStartRefusesBadConfig(t *testing.T) {
 				t.Fatal("Start accepted a bad config")
 			}
 		})
+	}
+}
+
+func TestPublishRefusals(t *testing.T) {
+	b, reg := startBroker(t, testConfig(t))
+	addr := b.Addr("tcp")
+	t.Run("v5 QoS 1 gets not authorized", func(t *testing.T) {
+		rc, _ := connectRaw(t, addr, 5, userName, userPass)
+		rc.send(publishPacket("p2pd/not-a-node", 1, 1, []byte("x")))
+		if code := rc.mustRecv(packets.Puback).ReasonCode; code != 0x87 {
+			t.Fatalf("PUBACK %#x, want 0x87", code)
+		}
+	})
+	t.Run("v3.1.1 QoS 0 is dropped, connection stays", func(t *testing.T) {
+		rc, _ := connectRaw(t, addr, 4, userName, userPass)
+		rc.send(publishPacket("chat/room", 0, 0, []byte("x")))
+		rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+		rc.mustRecv(packets.Pingresp)
+	})
+	t.Run("v3.1.1 QoS 1 is disconnected", func(t *testing.T) {
+		rc, _ := connectRaw(t, addr, 4, userName, userPass)
+		rc.send(publishPacket("chat/room", 1, 1, []byte("x")))
+		for {
+			pk, err := rc.recv()
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("connection kept open after a refused QoS 1 publish")
+			}
+			if err != nil {
+				break // closed, as 3.1.1 has no refusal for a publish
+			}
+			if pk.FixedHeader.Type == packets.Puback {
+				t.Fatal("refused publish was acknowledged")
+			}
+		}
+	})
+	if n := counter(t, reg, "mqttd_acl_denials_total", "action", "publish"); n != 3 {
+		t.Errorf("publish denials = %v, want 3", n)
 	}
 }
