@@ -1,0 +1,242 @@
+// Package api is the agent's local REST API, compatible with the P2PD
+// manual's /p2p/... surface: version, ifs, addr, open, con, sub, send, recv,
+// binary, pipe and close, with P2PD's origin rule and error codes (HTTP 200
+// with an "error" number). It also lists inbound connections
+// (/p2p/cons), and serves /metrics, /healthz and a status page at /.
+//
+// It is for the local user only: it binds loopback, accepts only loopback
+// Host headers (against DNS rebinding) and only the origins "null" and
+// "http://127.0.0.1" (or none), as P2PD does.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/p2pd-go/p2pd/pkg/agent"
+	"github.com/p2pd-go/p2pd/pkg/netif"
+	"github.com/p2pd-go/p2pd/pkg/node"
+	"github.com/p2pd-go/p2pd/pkg/peeraddr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// P2PD error numbers, returned in the "error" field with HTTP 200.
+const (
+	errOK         = 0
+	errNoMethod   = 1
+	errExists     = 2
+	errConnect    = 3
+	errNotFound   = 4
+	errTimeout    = 5 // also "invalid origin", as in P2PD
+	errEmpty      = 6 // nothing queued, not subscribed, or no Content-Length
+	errBadLength  = 7
+	errSendFailed = 8
+	errBadInput   = 9
+)
+
+// Backend is what the API drives (*agent.Agent).
+type Backend interface {
+	ID() string
+	Address() (peeraddr.Address, error)
+	Interfaces() []netif.Interface
+	Connect(ctx context.Context, addr string, strategies ...string) (*agent.Pipe, node.Report, error)
+}
+
+// Config configures the API server.
+type Config struct {
+	Backend Backend
+	// Listen addresses; default 127.0.0.1:12333 and [::1]:12333.
+	Listen []string
+	// Gatherer serves /metrics (nil: none).
+	Gatherer prometheus.Gatherer
+	// ConnectTimeout bounds /p2p/open (default 60 s).
+	ConnectTimeout time.Duration
+	Version        string
+	Log            *slog.Logger
+}
+
+// Server is the running API.
+type Server struct {
+	cfg  Config
+	e    *echo.Echo
+	cons *registry
+	lns  []net.Listener
+	srv  *http.Server
+}
+
+// New builds the API; Inbound should receive the agent's inbound pipes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("api: config needs a Backend")
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"127.0.0.1:12333", "[::1]:12333"}
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 60 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, e: echo.New(), cons: newRegistry()}
+	s.e.HideBanner, s.e.HidePort = true, true
+	s.e.HTTPErrorHandler = func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		msg := "No API method found."
+		var he *echo.HTTPError
+		if errors.As(err, &he) && he.Code != http.StatusNotFound && he.Code != http.StatusMethodNotAllowed {
+			msg = fmt.Sprint(he.Message)
+		}
+		_ = fail(c, errNoMethod, msg)
+	}
+	s.e.Use(s.guard)
+	s.routes()
+	return s, nil
+}
+
+// Inbound registers an inbound pipe under an automatic name (in1, in2, ...)
+// so the application can use it through the API.
+func (s *Server) Inbound(p *agent.Pipe) {
+	name := s.cons.addInbound(p)
+	s.cfg.Log.Info("inbound pipe", "name", name, "peer", p.Peer, "kind", p.Kind)
+}
+
+// Start listens on every configured address; it fails if any is not
+// loopback or none can be opened.
+func (s *Server) Start() error {
+	for _, a := range s.cfg.Listen {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("api: listen address %q: %w", a, err)
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("api: listen address %q is not loopback: the API has no authentication and must stay local", a)
+		}
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			s.cfg.Log.Warn("api listener not opened", "addr", a, "err", err)
+			continue
+		}
+		s.lns = append(s.lns, ln)
+	}
+	if len(s.lns) == 0 {
+		return fmt.Errorf("api: no listener could be opened on %s", strings.Join(s.cfg.Listen, ", "))
+	}
+	s.srv = &http.Server{Handler: s.e, ReadHeaderTimeout: 10 * time.Second}
+	for _, ln := range s.lns {
+		go func() { _ = s.srv.Serve(ln) }()
+	}
+	return nil
+}
+
+// Addrs are the bound addresses.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, 0, len(s.lns))
+	for _, ln := range s.lns {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// Close stops the server and closes every named pipe.
+func (s *Server) Close() error {
+	var err error
+	if s.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err = s.srv.Shutdown(ctx)
+	}
+	s.cons.closeAll()
+	return err
+}
+
+// Handler exposes the HTTP handler (tests).
+func (s *Server) Handler() http.Handler { return s.e }
+
+// reply writes P2PD's JSON: HTTP 200, indent 4, keys sorted.
+func reply(c echo.Context, body map[string]any) error {
+	b, err := json.MarshalIndent(body, "", "    ")
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, "application/json", b)
+}
+
+func fail(c echo.Context, code int, msg string) error {
+	return reply(c, map[string]any{"error": code, "msg": msg})
+}
+
+// guard applies the loopback Host check and P2PD's origin rule, answers
+// CORS preflights, and sets the headers every response carries.
+func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.Trim(host, "[]")
+		if ip := net.ParseIP(host); !(host == "localhost" || (ip != nil && ip.IsLoopback())) {
+			return fail(c, errTimeout, "Invalid host.")
+		}
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			origin = "null"
+		}
+		if origin != "null" && origin != "http://127.0.0.1" {
+			return fail(c, errTimeout, "Invalid origin.")
+		}
+		h := c.Response().Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("X-Client-Tup", r.RemoteAddr)
+		if r.Header.Get("Access-Control-Request-Method") != "" && r.Header.Get("Access-Control-Request-Headers") != "" {
+			h.Set("Access-Control-Allow-Methods", "POST, GET, DELETE")
+			h.Set("Access-Control-Allow-Headers", "*")
+			return c.NoContent(http.StatusOK)
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) routes() {
+	e := s.e
+	for _, p := range []string{"/version", "/p2p/version"} {
+		e.GET(p, s.version)
+	}
+	for _, p := range []string{"/ifs", "/p2p/ifs"} {
+		e.GET(p, s.ifs)
+	}
+	e.GET("/p2p/addr", s.addr)
+	e.GET("/p2p/open/:name/*", s.open)
+	e.GET("/p2p/con/:name", s.con)
+	e.GET("/p2p/cons", s.list)
+	e.GET("/p2p/sub/:name", s.sub)
+	e.GET("/p2p/sub/:name/*", s.sub)
+	e.DELETE("/p2p/sub/:name", s.unsub)
+	e.DELETE("/p2p/sub/:name/*", s.unsub)
+	e.GET("/p2p/send/:name/*", s.send)
+	e.GET("/p2p/recv/:name", s.recv)
+	e.GET("/p2p/recv/:name/*", s.recv)
+	e.POST("/p2p/binary/:name", s.binaryPost)
+	e.GET("/p2p/binary/:name", s.binaryGet)
+	e.GET("/p2p/binary/:name/*", s.binaryGet)
+	e.GET("/p2p/pipe/:name", s.pipe)
+	e.GET("/p2p/close/:name", s.closeCon)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	if s.cfg.Gatherer != nil {
+		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
+	}
+	e.GET("/", s.status)
+	e.RouteNotFound("/*", func(c echo.Context) error { return fail(c, errNoMethod, "No API method found.") })
+}

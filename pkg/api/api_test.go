@@ -1,0 +1,268 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
+	"github.com/p2pd-go/p2pd/pkg/natlab"
+)
+
+// apiFor runs the API on a loopback port in front of a lab agent.
+func apiFor(t *testing.T, a *agenttest.Agent) (*Server, string) {
+	t.Helper()
+	s, err := New(Config{Backend: a.Agent, Listen: []string{"127.0.0.1:0"}, Gatherer: a.Reg, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	go func() {
+		for p := range a.Inbound {
+			s.Inbound(p)
+		}
+	}()
+	return s, "http://" + s.Addrs()[0].String()
+}
+
+type call struct {
+	method, path, origin, body string
+}
+
+func do(t *testing.T, base string, c call) (map[string]any, []byte) {
+	t.Helper()
+	method := c.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequest(method, base+c.path, strings.NewReader(c.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.body == "" {
+		req.Body = nil
+	}
+	if c.origin != "" {
+		req.Header.Set("Origin", c.origin)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s: HTTP %d (P2PD answers 200 always): %s", method, c.path, resp.StatusCode, raw)
+	}
+	var m map[string]any
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("%s: %v: %s", c.path, err, raw)
+		}
+	}
+	return m, raw
+}
+
+func wantErr(t *testing.T, m map[string]any, code int) {
+	t.Helper()
+	if got, _ := m["error"].(float64); int(got) != code {
+		t.Fatalf("error %v, want %d: %v", m["error"], code, m)
+	}
+}
+
+func TestAPI(t *testing.T) {
+	lab := natlab.New(t)
+	st := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	a := agenttest.StartAgent(t, lab.AddRouter("isp", natlab.Open).AddHost("a"), st)
+	b := agenttest.StartAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), st)
+	_, api := apiFor(t, a)
+	_, bAPI := apiFor(t, b)
+
+	t.Run("version, addr, ifs", func(t *testing.T) {
+		m, _ := do(t, api, call{path: "/p2p/version"})
+		wantErr(t, m, errOK)
+		if m["version"] != "test" {
+			t.Errorf("version %v", m)
+		}
+		m, _ = do(t, api, call{path: "/p2p/addr"})
+		if m["addr"] != a.Addr(t) {
+			t.Errorf("addr %v, want %s", m["addr"], a.Addr(t))
+		}
+		m, raw := do(t, bAPI, call{path: "/ifs"})
+		ifs := m["ifs"].([]any)[0].(map[string]any)
+		if ifs["nat"].(map[string]any)["type"] != 5.0 || ifs["rp"].(map[string]any)["2"] == nil {
+			t.Errorf("ifs: %s", raw)
+		}
+	})
+
+	bAddr := url.PathEscape(b.Addr(t))
+	t.Run("open, send ECHO, recv", func(t *testing.T) {
+		m, raw := do(t, api, call{path: "/p2p/open/c1/" + bAddr})
+		wantErr(t, m, errOK)
+		if m["strategy"] != "reverse" || m["peer"] != b.ID() {
+			t.Fatalf("con_info: %s", raw)
+		}
+		m, _ = do(t, api, call{path: "/p2p/send/c1/ECHO%20hello,%20world!"})
+		if m["sent"] != 18.0 {
+			t.Errorf("send: %v", m)
+		}
+		m, raw = do(t, api, call{path: "/p2p/recv/c1/timeout/5"})
+		if m["data"] != "hello, world!" {
+			t.Errorf("recv: %s", raw)
+		}
+	})
+
+	t.Run("binary", func(t *testing.T) {
+		payload := "ECHO \xc8\xc9\xca\xcb"
+		m, _ := do(t, api, call{method: http.MethodPost, path: "/p2p/binary/c1", body: payload})
+		if m["sent"] != 9.0 {
+			t.Fatalf("binary send: %v", m)
+		}
+		_, raw := do(t, api, call{path: "/p2p/binary/c1/timeout/5"})
+		if string(raw) != "\xc8\xc9\xca\xcb" {
+			t.Errorf("binary recv: %q", raw)
+		}
+	})
+
+	t.Run("subscriptions", func(t *testing.T) {
+		wantErr(t, must(do(t, api, call{path: "/p2p/sub/c1/msg_p/%5Epong"})), errOK)
+		do(t, api, call{path: "/p2p/send/c1/ECHO%20pong%201"})
+		m, _ := do(t, api, call{path: "/p2p/recv/c1/msg_p/%5Epong/timeout/5"})
+		if m["data"] != "pong 1" {
+			t.Errorf("filtered recv: %v", m)
+		}
+		wantErr(t, must(do(t, api, call{method: http.MethodDelete, path: "/p2p/sub/c1/msg_p/%5Epong"})), errOK)
+		wantErr(t, must(do(t, api, call{path: "/p2p/recv/c1/msg_p/%5Epong/timeout/0.1"})), errEmpty)
+	})
+
+	t.Run("inbound visible on the peer", func(t *testing.T) {
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			m, _ := do(t, bAPI, call{path: "/p2p/cons"})
+			for _, c := range m["cons"].([]any) {
+				if c := c.(map[string]any); c["inbound"] == true && c["peer"] == a.ID() {
+					return
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Error("b's API does not list the inbound pipe from a")
+	})
+
+	t.Run("pipe relay", func(t *testing.T) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(api, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /p2p/pipe/c1 HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: null\r\n\r\n")
+		time.Sleep(100 * time.Millisecond)
+		fmt.Fprintf(c, "ECHO relayed")
+		// Messages queued earlier (e.g. the subscription test's "pong 1")
+		// are relayed first; read until our echo arrives.
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var got []byte
+		r := bufio.NewReader(c)
+		for !strings.Contains(string(got), "relayed") {
+			b, err := r.ReadByte()
+			if err != nil {
+				t.Fatalf("relay: got %q, then %v", got, err)
+			}
+			got = append(got, b)
+		}
+	})
+
+	t.Run("close", func(t *testing.T) {
+		m, _ := do(t, api, call{path: "/p2p/close/c1"})
+		if m["closed"] != "c1" {
+			t.Errorf("close: %v", m)
+		}
+		wantErr(t, must(do(t, api, call{path: "/p2p/con/c1"})), errNotFound)
+	})
+
+	t.Run("self", func(t *testing.T) {
+		m, raw := do(t, api, call{path: "/p2p/open/me/self"})
+		wantErr(t, m, errOK)
+		if m["peer"] != a.ID() {
+			t.Errorf("self: %s", raw)
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		tests := []struct {
+			name string
+			c    call
+			code int
+		}{
+			{"unknown method", call{path: "/p2p/teleport"}, errNoMethod},
+			{"wrong verb", call{method: http.MethodPut, path: "/p2p/addr"}, errNoMethod},
+			{"foreign origin", call{path: "/p2p/addr", origin: "http://evil.example"}, errTimeout},
+			{"localhost origin", call{path: "/p2p/addr", origin: "http://localhost"}, errTimeout},
+			{"name exists", call{path: "/p2p/open/me/self"}, errExists},
+			{"bad address", call{path: "/p2p/open/x/0-0-0-nope"}, errConnect},
+			{"unknown name", call{path: "/p2p/send/nope/hi"}, errNotFound},
+			{"recv timeout", call{path: "/p2p/recv/me/timeout/0.1"}, errTimeout},
+			{"recv unknown sub", call{path: "/p2p/recv/me/msg_p/zzz/timeout/0.1"}, errEmpty},
+			{"bad option", call{path: "/p2p/recv/me/colour/red"}, errBadInput},
+			{"odd options", call{path: "/p2p/recv/me/timeout"}, errBadInput},
+			{"bad timeout", call{path: "/p2p/recv/me/timeout/-1"}, errBadInput},
+			{"bad regex", call{path: "/p2p/sub/me/msg_p/%28"}, errBadInput},
+			{"empty binary", call{method: http.MethodPost, path: "/p2p/binary/me"}, errBadLength},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) { wantErr(t, must(do(t, api, tt.c)), tt.code) })
+		}
+	})
+
+	t.Run("status page and metrics", func(t *testing.T) {
+		_, raw := do(t, api, call{path: "/"})
+		if !strings.Contains(string(raw), a.ID()) || !strings.Contains(string(raw), "me") {
+			t.Errorf("status page lacks the node id or connections")
+		}
+		_, raw = do(t, api, call{path: "/metrics"})
+		if !strings.Contains(string(raw), "agent_connects_total") {
+			t.Errorf("metrics lack agent_connects_total")
+		}
+	})
+}
+
+func must(m map[string]any, _ []byte) map[string]any { return m }
+
+// TestLoopbackOnly: the API refuses non-loopback listen addresses and Host
+// headers (DNS rebinding).
+func TestLoopbackOnly(t *testing.T) {
+	s, err := New(Config{Backend: nilBackend{}, Listen: []string{"0.0.0.0:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err == nil || !strings.Contains(err.Error(), "not loopback") {
+		t.Fatalf("got %v", err)
+	}
+	s, _ = New(Config{Backend: nilBackend{}, Listen: []string{"127.0.0.1:0"}})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.Addrs()[0].String()+"/p2p/version", nil)
+	req.Host = "attacker.example:12333"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	if m["msg"] != "Invalid host." {
+		t.Errorf("foreign Host accepted: %v", m)
+	}
+}
