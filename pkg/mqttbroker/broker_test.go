@@ -252,3 +252,33 @@ func TestPublishRefusals(t *testing.T) {
 		t.Errorf("publish denials = %v, want 3", n)
 	}
 }
+
+func TestRulesFile(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RulesFile = filepath.Join(t.TempDir(), "rules")
+	rules := "deny * readwrite chat/secret\nallow * readwrite chat/#\nallow @admin read audit/#\n"
+	if err := os.WriteFile(cfg.RulesFile, []byte(rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := startBroker(t, cfg)
+	url := "tcp://" + b.Addr("tcp")
+	user := mustPaho(t, url, userName, userPass)
+	admin := mustPaho(t, url, adminName, adminPass)
+	code, ch := subscribe(t, user, "chat/room/+", 1)
+	if code != 1 {
+		t.Fatalf("chat/room/+: %#x", code)
+	}
+	wait(t, admin.Publish("chat/room/1", 1, false, []byte("hi")))
+	if got := recv(t, ch); string(got) != "hi" {
+		t.Fatalf("got %q", got)
+	}
+	for _, tc := range []struct {
+		c      paho.Client
+		filter string
+		want   byte
+	}{{user, "chat/secret", 0x80}, {user, "chat/+", 0x80}, {user, "audit/x", 0x80}, {admin, "audit/x", 0}, {user, "other", 0x80}} {
+		if got, _ := subscribe(t, tc.c, tc.filter, 0); got != tc.want {
+			t.Errorf("subscribe %q: %#x, want %#x", tc.filter, got, tc.want)
+		}
+	}
+}
