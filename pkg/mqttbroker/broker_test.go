@@ -20,6 +20,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/p2pd-go/p2pd/internal/metricstest"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and returns the file paths
@@ -281,4 +282,23 @@ func TestRulesFile(t *testing.T) {
 			t.Errorf("subscribe %q: %#x, want %#x", tc.filter, got, tc.want)
 		}
 	}
+}
+
+func TestBindUsername(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.BindUsername = true
+	id, other := newNodeID(t), newNodeID(t)
+	if err := Passwd(cfg.UsersFile, id, "node-pw", false, false, bcrypt.MinCost); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := startBroker(t, cfg)
+	node := mustPaho(t, "tcp://"+b.Addr("tcp"), id, "node-pw")
+	if code, _ := subscribe(t, node, "p2pd/"+id, 1); code != 1 {
+		t.Errorf("own topic: %#x", code)
+	}
+	if code, _ := subscribe(t, node, "p2pd/"+other, 1); code != 0x80 {
+		t.Errorf("other node's topic: %#x, want 0x80", code)
+	}
+	// Publishing to any node stays open.
+	wait(t, node.Publish("p2pd/"+other, 1, false, []byte("x")))
 }
