@@ -43,11 +43,11 @@ bench: ## benchmarks, ours beside the third-party servers (see docs/benchmarks.m
 deps: ## install Debian packages and Go tools the tests need (idempotent)
 	scripts/deps.sh
 
-up: ## start the private stack with docker compose
-	@echo "make up: the compose stack (deploy/docker-compose.yml) is not built yet" >&2; exit 2
+up: ## run the private stack (stund, turnd, mqttd) plus an agent on loopback (logs in run/)
+	scripts/stack.sh up
 
-down: ## stop the private stack
-	@echo "make down: the compose stack (deploy/docker-compose.yml) is not built yet" >&2; exit 2
+down: ## stop what `make up` started
+	scripts/stack.sh down
 
 natmatrix: ## connect agents across every NAT pair in the lab
 	@echo "make natmatrix: needs the agent's connection strategies, not built yet" >&2; exit 2

@@ -1,0 +1,167 @@
+// Command agent runs a p2pd agent: it learns its interfaces, external
+// addresses and NAT, publishes a peer address, signals peers over MQTT,
+// opens authenticated pipes to them and serves the local REST API. With a
+// subcommand (addr, open, send, ...) it is a client of a running agent's API.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/p2pd-go/p2pd/internal/config"
+	"github.com/p2pd-go/p2pd/internal/logx"
+	"github.com/p2pd-go/p2pd/internal/version"
+	"github.com/p2pd-go/p2pd/pkg/agent"
+	"github.com/p2pd-go/p2pd/pkg/api"
+	"github.com/p2pd-go/p2pd/pkg/netif"
+	psignal "github.com/p2pd-go/p2pd/pkg/signal"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	args := os.Args[1:]
+	var err error
+	if len(args) > 0 && isCommand(args[0]) {
+		err = client(ctx, args, os.Stdout, os.Stderr)
+	} else {
+		if len(args) > 0 && args[0] == "run" {
+			args = args[1:]
+		}
+		err = run(ctx, args, os.Stderr)
+	}
+	if err != nil && !errors.Is(err, config.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "agent:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	api, stun, brokers, brokerUser, brokerPassFile string
+	stateDir, interfaces                           string
+	port                                           int
+	noPortMap, noNATProfile                        bool
+	startTimeout                                   time.Duration
+	logLevel, logFormat                            string
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "p2pd")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "p2pd")
+	}
+	return "/var/lib/p2pd"
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cl := config.New("agent", "AGENT", "agent "+version.Version+": p2pd agent - direct peer-to-peer connections through NATs, with a local REST API.\n\n"+
+		"Run it with no subcommand (or `agent run`) to start the daemon. Client commands talk to a\nrunning agent's API: "+strings.Join(commandNames(), ", ")+" (see `agent help`).")
+	fs := cl.Flags()
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.api, "api", "127.0.0.1:12333,[::1]:12333", "REST API listen addresses (loopback only)")
+	fs.IntVar(&o.port, "port", 10001, "TCP port the node listens on for peers")
+	fs.StringVar(&o.stun, "stun", "127.0.0.1:3478,127.0.0.2:3478", "STUN servers (ip:port, comma-separated); the first must answer change requests (stund) for NAT detection")
+	fs.StringVar(&o.brokers, "brokers", "tcp://127.0.0.1:1883", "MQTT broker list shared by all agents (tcp://, tls://; comma-separated); an address's signal offsets index into it")
+	fs.StringVar(&o.brokerUser, "broker-username", "", "MQTT username for every broker (mqttd needs one unless it allows anonymous access)")
+	fs.StringVar(&o.brokerPassFile, "broker-password-file", "", "file holding the MQTT password (kept out of flags and logs)")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "directory for the node key (created 0700; the key file is 0600)")
+	fs.StringVar(&o.interfaces, "interfaces", "", "interfaces to use (comma-separated; empty: every usable one)")
+	fs.BoolVar(&o.noPortMap, "no-portmap", false, "do not ask the gateway (NAT-PMP/PCP, UPnP) to forward the node port")
+	fs.BoolVar(&o.noNATProfile, "no-nat-profile", false, "skip NAT detection and assume a port-restricted cone NAT")
+	fs.DurationVar(&o.startTimeout, "start-timeout", 15*time.Second, "how long start-up may take (interfaces, STUN, brokers)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text, json")
+	if err := cl.Parse(args); err != nil {
+		return err
+	}
+	log, err := logx.New(stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.agentConfig()
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registry, cfg.Log = reg, log
+
+	inbound := make(chan *agent.Pipe, 64)
+	cfg.OnPipe = func(p *agent.Pipe) { inbound <- p }
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(api.Config{Backend: a, Listen: splitList(o.api), Gatherer: reg, Version: version.Version, Log: log})
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer srv.Close()
+	go func() {
+		for p := range inbound {
+			srv.Inbound(p)
+		}
+	}()
+	addr, _ := a.Address()
+	log.Info("agent ready", "version", version.Version, "api", fmt.Sprint(srv.Addrs()), "address", addr.String())
+	<-ctx.Done()
+	log.Info("agent stopping")
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (o options) agentConfig() (agent.Config, error) {
+	cfg := agent.Config{StateDir: o.stateDir, Port: o.port, NoPortMap: o.noPortMap, SkipNATProfile: o.noNATProfile, StartTimeout: o.startTimeout}
+	for _, s := range splitList(o.stun) {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return cfg, fmt.Errorf("--stun %q: want ip:port: %w", s, err)
+		}
+		cfg.STUNServers = append(cfg.STUNServers, ap)
+	}
+	pass := ""
+	if o.brokerPassFile != "" {
+		b, err := os.ReadFile(o.brokerPassFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--broker-password-file: %w", err)
+		}
+		pass = strings.TrimSpace(string(b))
+	}
+	for _, u := range splitList(o.brokers) {
+		cfg.Brokers = append(cfg.Brokers, psignal.Broker{URL: u, Username: o.brokerUser, Password: pass})
+	}
+	if o.interfaces != "" {
+		cfg.Interfaces = netif.Options{Only: splitList(o.interfaces)}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/p2pd-go/p2pd/internal/config"
+)
+
+func TestHelpListsEveryFlag(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, &out)
+	if !errors.Is(err, config.ErrHelp) {
+		t.Fatalf("got %v", err)
+	}
+	for _, f := range []string{"--api", "--port", "--stun", "--brokers", "--broker-username", "--broker-password-file",
+		"--state-dir", "--interfaces", "--no-portmap", "--no-nat-profile", "--start-timeout", "AGENT_STUN", "agent help"} {
+		if !strings.Contains(out.String(), f) {
+			t.Errorf("--help lacks %s", f)
+		}
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--stun", "nowhere"}, `--stun "nowhere"`},
+		{[]string{"--broker-password-file", "/nonexistent/pw"}, "--broker-password-file"},
+		{[]string{"--port", "70000"}, "port 70000 out of range"},
+		{[]string{"--log-level", "loud"}, "bad log level"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			err := run(context.Background(), tt.args, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := client(context.Background(), []string{"open", "onlyname"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "usage: agent open NAME") {
+		t.Errorf("missing argument: %v", err)
+	}
+	err = client(context.Background(), []string{"addr", "--api-url", "http://127.0.0.1:1"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "is the agent running?") {
+		t.Errorf("no agent: %v", err)
+	}
+	out.Reset()
+	if err := client(context.Background(), []string{"help"}, &out, &errb); err != nil || !strings.Contains(out.String(), "agent send NAME TEXT") {
+		t.Errorf("help: %v %s", err, out.String())
+	}
+}
