@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/p2pd-go/p2pd/pkg/agent"
 	"github.com/p2pd-go/p2pd/pkg/pipe"
 )
 
@@ -183,21 +184,16 @@ func (s *Server) list(c echo.Context) error {
 }
 
 func (s *Server) sub(c echo.Context) error {
-	cn, err := s.lookup(c)
-	if cn == nil {
-		return err
-	}
-	o, err := parseOptions(c)
-	if err != nil {
-		return fail(c, errBadInput, err.Error())
-	}
-	if err := cn.pipe.Subscribe(o.sub); err != nil {
-		return fail(c, errBadInput, err.Error())
-	}
-	return reply(c, map[string]any{"name": cn.name, "sub": []string{o.sub.Msg, o.sub.Addr}, "error": errOK})
+	return s.subscription(c, "sub", func(p *agent.Pipe, sub pipe.Sub) error { return p.Subscribe(sub) }, errBadInput)
 }
 
 func (s *Server) unsub(c echo.Context) error {
+	return s.subscription(c, "unsub", func(p *agent.Pipe, sub pipe.Sub) error { return p.Unsubscribe(sub) }, errEmpty)
+}
+
+// subscription applies op to the subscription named by the path's options
+// and answers {name, <key>: [msg_p, addr_p]}.
+func (s *Server) subscription(c echo.Context, key string, op func(*agent.Pipe, pipe.Sub) error, code int) error {
 	cn, err := s.lookup(c)
 	if cn == nil {
 		return err
@@ -206,10 +202,10 @@ func (s *Server) unsub(c echo.Context) error {
 	if err != nil {
 		return fail(c, errBadInput, err.Error())
 	}
-	if err := cn.pipe.Unsubscribe(o.sub); err != nil {
-		return fail(c, errEmpty, err.Error())
+	if err := op(cn.pipe, o.sub); err != nil {
+		return fail(c, code, err.Error())
 	}
-	return reply(c, map[string]any{"name": cn.name, "unsub": []string{o.sub.Msg, o.sub.Addr}, "error": errOK})
+	return reply(c, map[string]any{"name": cn.name, key: []string{o.sub.Msg, o.sub.Addr}, "error": errOK})
 }
 
 func (s *Server) sendData(c echo.Context, cn *con, data []byte) error {
