@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/metricstest"
 	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
 	"github.com/p2pd-go/p2pd/pkg/natlab"
 )
@@ -233,6 +234,7 @@ func TestAPI(t *testing.T) {
 		if !strings.Contains(string(raw), "agent_connects_total") {
 			t.Errorf("metrics lack agent_connects_total")
 		}
+		metricstest.Lint(t, a.Reg, "agent")
 	})
 }
 
