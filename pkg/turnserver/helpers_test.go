@@ -21,7 +21,7 @@ const testRealm = "test.p2pd"
 
 // testServer starts a server on 127.0.0.1 with a random port and a relay
 // port range outside the kernel's ephemeral range.
-func testServer(t *testing.T, mod func(*Config)) (*Server, *prometheus.Registry) {
+func testServer(t testing.TB, mod func(*Config)) (*Server, *prometheus.Registry) {
 	t.Helper()
 	lo := 10000 + rand.IntN(22000)
 	cfg := Config{
@@ -92,6 +92,11 @@ func pionClient(t *testing.T, s *Server, network, user, pass string) *turn.Clien
 // echoPeer is a UDP peer on loopback that echoes what it gets.
 func echoPeer(t *testing.T) net.Addr {
 	t.Helper()
+	return echoPeerTB(t)
+}
+
+func echoPeerTB(t testing.TB) net.Addr {
+	t.Helper()
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +118,7 @@ func echoPeer(t *testing.T) net.Addr {
 // rawClient speaks TURN by hand so tests can see exact error codes and check
 // the server's MESSAGE-INTEGRITY on them.
 type rawClient struct {
-	t      *testing.T
+	t      testing.TB
 	conn   net.Conn
 	stream bool
 	user   string
@@ -121,7 +126,7 @@ type rawClient struct {
 	nonce  stun.Nonce
 }
 
-func newRawClient(t *testing.T, network, addr, user, pass string) *rawClient {
+func newRawClient(t testing.TB, network, addr, user, pass string) *rawClient {
 	t.Helper()
 	c, err := net.Dial(network, addr)
 	if err != nil {
