@@ -64,6 +64,26 @@ func newLabStund(t testing.TB, extra ...string) *labStund {
 	}
 }
 
+// waitReachable waits until host h gets a STUN answer from srv, so a
+// verdict is never taken while the lab network is still settling. A
+// UDP-blocking router never passes, so it is not waited for.
+func waitReachable(t testing.TB, h *natlab.Host, b natlab.Behaviour, srv netip.AddrPort) {
+	t.Helper()
+	if b == natlab.UDPBlocked {
+		return
+	}
+	var err error
+	for range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = stun.ExternalAddr(ctx, stun.ExternalConfig{Net: h.Net(), Servers: []netip.AddrPort{srv}, Timeout: 2 * time.Second})
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	t.Fatalf("lab host %s cannot reach %s: %v", h.Name(), srv, err)
+}
+
 func labConfig(s *labStund, h *natlab.Host) Config {
 	return Config{Servers: []netip.AddrPort{s.primary()}, Net: h.Net(), RTO: 50 * time.Millisecond, ReplyTimeout: 400 * time.Millisecond}
 }
@@ -85,6 +105,7 @@ func TestLabProfile(t *testing.T) {
 	for _, b := range natlab.Behaviours() {
 		t.Run(b.String(), func(t *testing.T) {
 			h := s.lab.AddRouter("r"+fmt.Sprint(int(b)), b).AddHost("h" + fmt.Sprint(int(b)))
+			waitReachable(t, h, b, s.primary())
 			r, err := Profile(context.Background(), labConfig(s, h))
 			if err != nil {
 				t.Fatal(err)
@@ -174,6 +195,7 @@ func TestLabPionNATBehaviour(t *testing.T) {
 	for _, b := range natlab.Behaviours() {
 		t.Run(b.String(), func(t *testing.T) {
 			h := s.lab.AddRouter("p"+fmt.Sprint(int(b)), b).AddHost("ph" + fmt.Sprint(int(b)))
+			waitReachable(t, h, b, s.primary())
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			out, err := h.Command(ctx, tool, "-server", s.primary().String(), "-timeout", "1").CombinedOutput()
@@ -200,6 +222,7 @@ func BenchmarkLabProfile20msRTT(b *testing.B) {
 	for _, nb := range []natlab.Behaviour{natlab.FullCone, natlab.PortRestrictedCone, natlab.SymmetricSequential} {
 		b.Run(nb.String(), func(b *testing.B) {
 			h := s.lab.AddRouter("slow"+fmt.Sprint(int(nb)), nb, natlab.Link{Delay: 10 * time.Millisecond}).AddHost("sh" + fmt.Sprint(int(nb)))
+			waitReachable(b, h, nb, s.primary())
 			cfg := labConfig(s, h)
 			cfg.RTO, cfg.ReplyTimeout = stun.DefaultRTO, DefaultReplyTimeout
 			want := nb.Truth()
@@ -244,6 +267,7 @@ func TestLabCoturnProfile(t *testing.T) {
 	for _, b := range natlab.Behaviours() {
 		t.Run(b.String(), func(t *testing.T) {
 			h := lab.AddRouter("c"+fmt.Sprint(int(b)), b).AddHost("ch" + fmt.Sprint(int(b)))
+			waitReachable(t, h, b, srv)
 			r, err := Profile(context.Background(), Config{Servers: []netip.AddrPort{srv}, Net: h.Net(), RTO: 50 * time.Millisecond, ReplyTimeout: 400 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
