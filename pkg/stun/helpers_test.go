@@ -52,7 +52,8 @@ func newConn(t testing.TB, network, local string) *Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewConn(pc, 20*time.Millisecond)
+	// A long RTO: tests that count requests must not see retransmissions.
+	c := NewConn(pc, time.Second)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
