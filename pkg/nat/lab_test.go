@@ -85,7 +85,7 @@ func waitReachable(t testing.TB, h *natlab.Host, b natlab.Behaviour, srv netip.A
 }
 
 func labConfig(s *labStund, h *natlab.Host) Config {
-	return Config{Servers: []netip.AddrPort{s.primary()}, Net: h.Net(), RTO: 50 * time.Millisecond, ReplyTimeout: 400 * time.Millisecond}
+	return Config{Servers: []netip.AddrPort{s.primary()}, Net: h.Net(), RTO: stun.DefaultRTO, ReplyTimeout: 400 * time.Millisecond}
 }
 
 func checkTruth(t *testing.T, r Result, want natlab.Truth) {
@@ -268,7 +268,7 @@ func TestLabCoturnProfile(t *testing.T) {
 		t.Run(b.String(), func(t *testing.T) {
 			h := lab.AddRouter("c"+fmt.Sprint(int(b)), b).AddHost("ch" + fmt.Sprint(int(b)))
 			waitReachable(t, h, b, srv)
-			r, err := Profile(context.Background(), Config{Servers: []netip.AddrPort{srv}, Net: h.Net(), RTO: 50 * time.Millisecond, ReplyTimeout: 400 * time.Millisecond})
+			r, err := Profile(context.Background(), Config{Servers: []netip.AddrPort{srv}, Net: h.Net(), RTO: stun.DefaultRTO, ReplyTimeout: 400 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
