@@ -53,7 +53,7 @@ mosquitto -c "$tmp/mosquitto.conf" >"$tmp/mosquitto.log" 2>&1 &
 mpid=$!; pids+=("$mpid")
 
 qport=$($load port)
-"$tmp/mqttd" --listen "127.0.0.1:$qport" --ws-listen "" --admin-listen "" --allow-anonymous \
+"$tmp/mqttd" --listen "127.0.0.1:$qport" --ws-listen "" --admin "" --allow-anonymous \
   --publish-rate 0 --max-clients $((IDLE + 1000)) --log-level warn >"$tmp/mqttd.log" 2>&1 &
 qpid=$!; pids+=("$qpid")
 wait_port 127.0.0.1 "$mport"

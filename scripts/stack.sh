@@ -61,7 +61,7 @@ up() {
   start stund --primary-ip4 127.0.0.1 --alternate-ip4 127.0.0.2 --admin 127.0.0.1:9101
   start turnd --listen 127.0.0.1 --port 3480 --auth-secret-file "$RUN/turn-secret" --relay-bind 127.0.0.1 --relay-ip 127.0.0.1 \
     --allow-peer 127.0.0.0/8 --relay-min-port 20000 --relay-max-port 20999 --admin 127.0.0.1:9102
-  start mqttd --listen 127.0.0.1:1883 --ws-listen 127.0.0.1:8083 --users "$RUN/mqtt-users" --admin-listen 127.0.0.1:9103
+  start mqttd --listen 127.0.0.1:1883 --ws-listen 127.0.0.1:8083 --users "$RUN/mqtt-users" --admin 127.0.0.1:9103
   wait_http http://127.0.0.1:9101/healthz stund
   wait_http http://127.0.0.1:9102/healthz turnd
   wait_http http://127.0.0.1:9103/healthz mqttd

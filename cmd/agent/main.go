@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/adminhttp"
 	"github.com/p2pd-go/p2pd/internal/config"
 	"github.com/p2pd-go/p2pd/internal/logx"
 	"github.com/p2pd-go/p2pd/internal/version"
@@ -24,8 +25,6 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/api"
 	"github.com/p2pd-go/p2pd/pkg/netif"
 	psignal "github.com/p2pd-go/p2pd/pkg/signal"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 func main() {
@@ -96,8 +95,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := adminhttp.NewRegistry()
 	cfg.Registry, cfg.Log = reg, log
 
 	inbound := make(chan *agent.Pipe, 64)

@@ -19,8 +19,6 @@ import (
 	"github.com/p2pd-go/p2pd/internal/logx"
 	"github.com/p2pd-go/p2pd/internal/version"
 	"github.com/p2pd-go/p2pd/pkg/mqttbroker"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 const summary = `mqttd - MQTT broker (3.1.1 and 5) for p2pd signalling.
@@ -98,7 +96,7 @@ func loader(s *settings) *config.Loader {
 	fs.Float64Var(&l.PublishRate, "publish-rate", l.PublishRate, "publishes per second per client; over it they are refused (0 = no limit)")
 	fs.IntVar(&l.PublishBurst, "publish-burst", l.PublishBurst, "publishes a client may send at once above --publish-rate")
 	fs.IntVar(&l.MaxRetained, "max-retained", l.MaxRetained, "retained messages the broker holds (0 = no limit)")
-	fs.StringVar(&s.admin, "admin-listen", "127.0.0.1:9103", "admin HTTP address for /metrics and /healthz (empty disables)")
+	fs.StringVar(&s.admin, "admin", "127.0.0.1:9103", "admin HTTP address for /metrics and /healthz (empty disables)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&s.version, "version", false, "print the version and exit")
@@ -150,8 +148,7 @@ func serve(args []string) int {
 }
 
 func run(ctx context.Context, s *settings, log *slog.Logger) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := adminhttp.NewRegistry()
 	b, err := mqttbroker.Start(s.broker, reg, log)
 	if err != nil {
 		return err

@@ -133,7 +133,7 @@ func TestStopsOnSIGTERM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0",
-		"--admin-listen", "127.0.0.1:0", "--allow-anonymous", "--log-format", "json")
+		"--admin", "127.0.0.1:0", "--allow-anonymous", "--log-format", "json")
 	cmd.Env = append(os.Environ(), "MQTTD_TEST_RUN_MAIN=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -19,8 +19,6 @@ import (
 	"github.com/p2pd-go/p2pd/internal/logx"
 	"github.com/p2pd-go/p2pd/internal/version"
 	"github.com/p2pd-go/p2pd/pkg/stun"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 func main() {
@@ -86,8 +84,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := adminhttp.NewRegistry()
 	cfg.Metrics = stun.NewMetrics(reg)
 	cfg.Log = log
 	srv, err := stun.Listen(cfg)

@@ -50,7 +50,7 @@ func NewStack(t *testing.T, lab *natlab.Lab, brokers ...string) *Stack {
 		switch kind {
 		case MQTTD:
 			bin := testbin.Build(t, "cmd/mqttd")
-			s.Procs = append(s.Procs, s.Srv.Start(t, bin, "--listen", addr.String(), "--ws-listen", "", "--admin-listen", "", "--allow-anonymous"))
+			s.Procs = append(s.Procs, s.Srv.Start(t, bin, "--listen", addr.String(), "--ws-listen", "", "--admin", "", "--allow-anonymous"))
 		case Mosquitto:
 			testenv.RequireTools(t, "mosquitto")
 			conf := filepath.Join(t.TempDir(), "mosquitto.conf")
