@@ -54,6 +54,9 @@ func (l *Lab) connectWAN(ns, dev string, k Link) error {
 	if err := run("ip", "-n", ns, "link", "set", dev, "up"); err != nil {
 		return err
 	}
+	if err := waitUp(ns, dev); err != nil {
+		return err
+	}
 	ends := [][2]string{{ns, dev}, {l.inet, port}}
 	for _, e := range ends {
 		if err := shape(e[0], e[1], k, netem); err != nil {

@@ -84,6 +84,7 @@ func (r *Router) AddHost(name string) *Host {
 	l.must(run("ip", "link", "add", "name", port, "netns", r.ns, "type", "veth", "peer", "name", "eth0", "netns", h.ns))
 	l.must(run("ip", "-n", r.ns, "link", "set", port, "master", "lan", "up"))
 	l.must(run("ip", "-n", h.ns, "link", "set", "eth0", "up"))
+	l.must(waitUp(h.ns, "eth0"))
 	if r.b == Open {
 		h.addrs = []netip.Addr{l.alloc(false), l.alloc(true)}
 		for _, a := range h.addrs {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // run executes a command and returns a useful error with its output.
@@ -30,4 +31,20 @@ func output(stdin []byte, name string, args ...string) (string, error) {
 // inNS runs a command inside namespace ns.
 func inNS(ns string, stdin []byte, name string, args ...string) (string, error) {
 	return output(stdin, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+}
+
+// waitUp waits until dev in ns has carrier (LOWER_UP): a veth is usable only
+// once both ends are up, which can lag under load.
+func waitUp(ns, dev string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := output(nil, "ip", "-n", ns, "-o", "link", "show", "dev", dev)
+		if err == nil && strings.Contains(out, "LOWER_UP") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("natlab: %s in %s did not come up: %s %v", dev, ns, strings.TrimSpace(out), err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
