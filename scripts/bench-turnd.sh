@@ -2,7 +2,7 @@
 # turnd beside coturn in one run, on loopback. Prints a markdown table with
 # medians over ROUNDS rounds and the turnd/coturn ratio.
 #   - relayed packets/s, turnutils_uclient (channel mode, 100-byte messages):
-#     average over the whole seconds of the run from uclient's per-second counts
+#     from uclient's per-second counts, over the seconds traffic flowed
 #   - relayed packets/s, bench/turnload relay mode (channels, a window of
 #     packets in flight per client, each echo counts as two relayed packets)
 #   - allocations/s, turnutils_uclient: allocations completed per second while
@@ -63,9 +63,11 @@ uclient_pps() {
       if (s + 0 > 0) { n++; ts[n] = t; c[n] = s + r }
     }
     END {
-      # skip the first and last (partial) seconds
-      if (n < 4) { print 0; exit }
-      printf "%.0f\n", (c[n-1] - c[1]) / (ts[n-1] - ts[1])
+      # from the first second with traffic to the last second the count grew
+      # (uclient then waits for lost packets, which would dilute the rate)
+      k = n; while (k > 1 && c[k] == c[k-1]) k--
+      if (k < 2 || ts[k] == ts[1]) { print 0; exit }
+      printf "%.0f\n", (c[k] - c[1]) / (ts[k] - ts[1])
     }'
 }
 

@@ -15,6 +15,10 @@ import (
 	"github.com/p2pd-go/p2pd/internal/sock"
 )
 
+// relayReadBuffer is the receive buffer asked for on each relay socket (the
+// kernel caps it at net.core.rmem_max).
+const relayReadBuffer = 1 << 20
+
 var errTCPRelay = errors.New("turnserver: TCP relay allocations (RFC 6062) are not supported")
 
 // relayGen is pion's RelayAddressGenerator: it opens relay sockets in the
@@ -57,6 +61,11 @@ func (g *relayGen) AllocatePacketConn(network string, requestedPort int) (net.Pa
 		if err != nil {
 			lastErr = err
 			continue
+		}
+		if u, ok := c.(*net.UDPConn); ok {
+			// Room for bursts while the relay goroutine waits to be scheduled
+			// (the default holds only a few hundred small datagrams).
+			_ = u.SetReadBuffer(relayReadBuffer)
 		}
 		rc := &relayConn{
 			PacketConn: c,
