@@ -23,6 +23,7 @@ const (
 	typeDataIndication            = 0x0017
 	attrData                      = 0x0013
 	stunHeader                    = 20
+	protoUDP                      = 17
 	magicCookie            uint32 = 0x2112A442
 )
 
@@ -80,6 +81,11 @@ func (f *filter) inbound(frame []byte, network string, src, local net.Addr) (rep
 }
 
 func (f *filter) allocate(m *stun.Message, key []byte, user, tuple string) ([]byte, bool) {
+	// pion v3.0.3 accepts REQUESTED-TRANSPORT TCP but hands out a UDP relay;
+	// RFC 6062 clients must hear that TCP relays are not offered.
+	if v, err := m.Get(stun.AttrRequestedTransport); err == nil && len(v) > 0 && v[0] != protoUDP {
+		return errorReply(m, key, stun.CodeUnsupportedTransProto, "Unsupported Transport Protocol"), false
+	}
 	if f.draining.Load() {
 		f.m.drainRefused.Inc()
 		return errorReply(m, key, stun.CodeInsufficientCapacity, "Server is draining"), false

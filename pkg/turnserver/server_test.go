@@ -236,6 +236,22 @@ func TestQuotaGets486(t *testing.T) {
 	}
 }
 
+func TestTCPRelayRequestGets442(t *testing.T) {
+	s, _ := testServer(t, nil)
+	r := newRawClient(t, "udp", s.UDPAddrs()[0].String(), "alice", "alice-pw")
+	tcpTransport := rawAttr{stun.AttrRequestedTransport, []byte{6, 0, 0, 0}}
+	m, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), tcpTransport)
+	if err := r.nonce.GetFrom(r.roundTrip(m)); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.code(r.request(stun.MethodAllocate, tcpTransport)); code != 442 {
+		t.Fatalf("Allocate for a TCP relay: got %d, want 442", code)
+	}
+	if code := r.code(r.allocate()); code != 0 {
+		t.Fatalf("UDP allocation after the refusal: %d", code)
+	}
+}
+
 func TestDrain(t *testing.T) {
 	s, _ := testServer(t, loopbackAllowed)
 	peer := echoPeer(t)
