@@ -99,7 +99,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Registry, cfg.Log = reg, log
 
 	inbound := make(chan *agent.Pipe, 64)
-	cfg.OnPipe = func(p *agent.Pipe) { inbound <- p }
+	cfg.OnPipe = func(p *agent.Pipe) {
+		select { // never block the node
+		case inbound <- p:
+		default:
+			p.Close()
+		}
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
@@ -117,8 +123,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer srv.Close()
 	go func() {
-		for p := range inbound {
-			srv.Inbound(p)
+		for {
+			select {
+			case p := <-inbound:
+				srv.Inbound(p) // after srv.Close, the registry closes it at once
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	addr, _ := a.Address()

@@ -58,6 +58,9 @@ type Config struct {
 	OnPipe func(*Pipe)
 	// Node timeouts (see node.Config).
 	DirectTimeout, ReverseTimeout time.Duration
+	// MaxInbound bounds the open inbound pipes (default 64), and
+	// MaxInboundPerPeer those from one node (default 8); more are closed.
+	MaxInbound, MaxInboundPerPeer int
 	// NoPortMap turns off asking the gateway (NAT-PMP/PCP) to forward the
 	// node port.
 	NoPortMap bool
@@ -85,6 +88,9 @@ type Agent struct {
 	pm      *pipe.Metrics
 	mu      sync.Mutex
 	ifs     []netif.Interface
+	inPeer  map[string]int // open inbound pipes per peer
+	inTotal int
+	refused prometheus.Counter
 	mapping *portmap.Mapping
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -130,7 +136,15 @@ func New(cfg Config) (*Agent, error) {
 			cfg.Log.Info("created node key", "dir", cfg.StateDir)
 		}
 	}
-	return &Agent{cfg: cfg, id: id, pm: pipe.NewMetrics()}, nil
+	if cfg.MaxInbound <= 0 {
+		cfg.MaxInbound = 64
+	}
+	if cfg.MaxInboundPerPeer <= 0 {
+		cfg.MaxInboundPerPeer = 8
+	}
+	refused := prometheus.NewCounter(prometheus.CounterOpts{Name: "agent_inbound_refused_total",
+		Help: "Authenticated inbound pipes closed because of the inbound limits."})
+	return &Agent{cfg: cfg, id: id, pm: pipe.NewMetrics(), inPeer: map[string]int{}, refused: refused}, nil
 }
 
 // ID is the agent's node id.
@@ -240,8 +254,29 @@ func (a *Agent) Connect(ctx context.Context, addr string, strategies ...string) 
 	return a.wrap(sc, rep.Winner, ""), rep, nil
 }
 
+// inbound takes an authenticated pipe from the node, within the limits.
 func (a *Agent) inbound(sc *node.SecureConn, h node.Hello) {
+	peer := sc.RemoteNodeID()
+	a.mu.Lock()
+	if a.inTotal >= a.cfg.MaxInbound || a.inPeer[peer] >= a.cfg.MaxInboundPerPeer {
+		a.mu.Unlock()
+		a.refused.Inc()
+		a.cfg.Log.Info("inbound pipe refused: too many open", "peer", peer)
+		sc.Close()
+		return
+	}
+	a.inTotal++
+	a.inPeer[peer]++
+	a.mu.Unlock()
 	p := a.wrap(sc, h.Kind, h.PipeID)
+	p.OnClose(func(error) {
+		a.mu.Lock()
+		a.inTotal--
+		if a.inPeer[peer]--; a.inPeer[peer] <= 0 {
+			delete(a.inPeer, peer)
+		}
+		a.mu.Unlock()
+	})
 	if a.cfg.OnPipe != nil {
 		a.cfg.OnPipe(p)
 	}
@@ -252,21 +287,40 @@ func (a *Agent) inbound(sc *node.SecureConn, h node.Hello) {
 // application subscribes is lost.
 var AllMessages = pipe.Sub{}
 
+// MaxMessage is the largest message an agent pipe carries.
+const MaxMessage = 256 << 10
+
+// echoBacklog is how many ECHO replies may wait per pipe; more are dropped.
+const echoBacklog = 16
+
 // wrap gives a secure conn pipe semantics, the AllMessages queue and the
 // built-in ECHO: a message "ECHO x" is answered with "x".
 func (a *Agent) wrap(sc *node.SecureConn, kind, pipeID string) *Pipe {
 	gate := &gatedConn{SecureConn: sc, ready: make(chan struct{})}
 	local, _ := netip.ParseAddrPort(sc.LocalAddr().String())
-	p := &Pipe{Pipe: pipe.New(gate, pipe.Options{Metrics: a.pm, Log: a.cfg.Log}), Peer: sc.RemoteNodeID(), Kind: kind, PipeID: pipeID, Local: local}
+	opts := pipe.Options{Metrics: a.pm, Log: a.cfg.Log, MaxMessage: MaxMessage}
+	p := &Pipe{Pipe: pipe.New(gate, opts), Peer: sc.RemoteNodeID(), Kind: kind, PipeID: pipeID, Local: local}
 	_ = p.Subscribe(AllMessages)
+	// One worker answers ECHOs in order; the handler never blocks the reader.
+	replies := make(chan []byte, echoBacklog)
 	_ = p.SubscribeFunc(pipe.Sub{Msg: "^ECHO "}, func(m pipe.Message) {
-		reply := append([]byte(nil), m.Data[len("ECHO "):]...)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = p.Send(ctx, reply)
-		}()
+		select {
+		case replies <- m.Data[len("ECHO "):]:
+		default: // the peer sends ECHOs faster than it reads the answers
+		}
 	})
+	go func() {
+		for {
+			select {
+			case r := <-replies:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = p.Send(ctx, r)
+				cancel()
+			case <-p.Done():
+				return
+			}
+		}
+	}()
 	close(gate.ready) // subscriptions are in place: start reading
 	return p
 }

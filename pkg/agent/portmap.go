@@ -43,22 +43,45 @@ func (a *Agent) mapPort(ctx context.Context) {
 		for {
 			select {
 			case <-a.stop:
+				a.mu.Lock()
+				a.mapping = nil
+				a.mu.Unlock()
 				if err := m.Delete(); err != nil {
 					a.cfg.Log.Info("removing port mapping", "err", err)
 				}
 				return
-			case <-time.After(max(m.Lifetime/2, 30*time.Second)):
-				if err := m.Renew(); err != nil {
+			case <-time.After(max(a.mappingLifetime()/2, time.Second)):
+				next := *m // renew a copy: readers copy a.mapping under a.mu
+				if err := next.Renew(); err != nil {
 					a.cfg.Log.Warn("renewing port mapping", "err", err)
+					continue
 				}
+				a.mu.Lock()
+				m = &next
+				a.mapping = m
+				a.mu.Unlock()
 			}
 		}
 	}()
 }
 
-// PortMapping is the gateway's forwarding of the node port, or nil.
+// PortMapping is a copy of the gateway's forwarding of the node port, or
+// nil.
 func (a *Agent) PortMapping() *portmap.Mapping {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.mapping
+	if a.mapping == nil {
+		return nil
+	}
+	m := *a.mapping
+	return &m
+}
+
+func (a *Agent) mappingLifetime() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mapping == nil {
+		return time.Minute
+	}
+	return a.mapping.Lifetime
 }

@@ -6,7 +6,10 @@
 //
 // It is for the local user only: it binds loopback, accepts only loopback
 // Host headers (against DNS rebinding) and only the origins "null" and
-// "http://127.0.0.1" (or none), as P2PD does.
+// "http://127.0.0.1" (or none), as P2PD does. Browsers send no Origin on
+// plain GETs such as <img src>, so a request a browser marks as coming from
+// another site (Sec-Fetch-Site) is refused unless it is a CORS request with
+// an allowed Origin: a web page cannot drive the agent by embedding URLs.
 package api
 
 import (
@@ -123,6 +126,8 @@ func (s *Server) Start() error {
 		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 			return fmt.Errorf("api: listen address %q is not loopback: the API has no authentication and must stay local", a)
 		}
+	}
+	for _, a := range s.cfg.Listen {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			s.cfg.Log.Warn("api listener not opened", "addr", a, "err", err)
@@ -196,6 +201,10 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if origin != "null" && origin != "http://127.0.0.1" {
 			return fail(c, errTimeout, "Invalid origin.")
+		}
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "none" && site != "same-origin" &&
+			(r.Header.Get("Origin") == "" || r.Header.Get("Sec-Fetch-Mode") != "cors") {
+			return fail(c, errTimeout, "Invalid origin: cross-site request without CORS.")
 		}
 		h := c.Response().Header()
 		h.Set("Access-Control-Allow-Origin", origin)

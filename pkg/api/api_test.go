@@ -38,6 +38,7 @@ func apiFor(t *testing.T, a *agenttest.Agent) (*Server, string) {
 
 type call struct {
 	method, path, origin, body string
+	headers                    map[string]string
 }
 
 func do(t *testing.T, base string, c call) (map[string]any, []byte) {
@@ -55,6 +56,9 @@ func do(t *testing.T, base string, c call) (map[string]any, []byte) {
 	}
 	if c.origin != "" {
 		req.Header.Set("Origin", c.origin)
+	}
+	for k, v := range c.headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -209,6 +213,9 @@ func TestAPI(t *testing.T) {
 			{"wrong verb", call{method: http.MethodPut, path: "/p2p/addr"}, errNoMethod},
 			{"foreign origin", call{path: "/p2p/addr", origin: "http://evil.example"}, errTimeout},
 			{"localhost origin", call{path: "/p2p/addr", origin: "http://localhost"}, errTimeout},
+			{"embedded in another site's page", call{path: "/p2p/addr", headers: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}}, errTimeout},
+			{"form from another site", call{path: "/p2p/addr", origin: "null", headers: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}}, errTimeout},
+			{"local HTML file (P2PD's null origin)", call{path: "/p2p/addr", origin: "null", headers: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}}, errOK},
 			{"name exists", call{path: "/p2p/open/me/self"}, errExists},
 			{"bad address", call{path: "/p2p/open/x/0-0-0-nope"}, errConnect},
 			{"unknown name", call{path: "/p2p/send/nope/hi"}, errNotFound},

@@ -18,8 +18,8 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/pipe"
 )
 
-// maxBinary bounds a POSTed message.
-const maxBinary = 1 << 20
+// maxBinary bounds a POSTed message: what a pipe carries.
+const maxBinary = agent.MaxMessage
 
 func (s *Server) version(c echo.Context) error {
 	return reply(c, map[string]any{"title": "p2pd", "author": "p2pd developers", "version": s.cfg.Version, "error": errOK})

@@ -24,6 +24,7 @@ type registry struct {
 	cons    map[string]*con
 	pending map[string]bool // names being opened
 	nextIn  int
+	closed  bool // after closeAll, new pipes are closed at once
 }
 
 func newRegistry() *registry {
@@ -51,6 +52,11 @@ func (r *registry) release(name string) {
 func (r *registry) add(c *con) {
 	r.mu.Lock()
 	delete(r.pending, c.name)
+	if r.closed {
+		r.mu.Unlock()
+		c.pipe.Close()
+		return
+	}
 	r.cons[c.name] = c
 	r.mu.Unlock()
 	c.pipe.OnClose(func(error) { r.remove(c.name, c) })
@@ -97,6 +103,9 @@ func (r *registry) all() []*con {
 }
 
 func (r *registry) closeAll() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	for _, c := range r.all() {
 		c.pipe.Close()
 	}

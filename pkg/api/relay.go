@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/p2pd-go/p2pd/pkg/agent"
@@ -47,20 +48,27 @@ func (s *Server) pipe(c echo.Context) error {
 			}
 		}
 	}()
+	// Sends get their own deadline, not the relay's context: a failed send
+	// closes the P2P pipe, which the HTTP client going away must not do.
+	send := func(b []byte) error {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		return cn.pipe.Send(sctx, append([]byte(nil), b...))
+	}
 	go func() { // HTTP client -> peer
 		defer cancel()
 		defer raw.Close()
 		b := make([]byte, 64<<10)
 		if n := buf.Reader.Buffered(); n > 0 { // bytes read with the request
 			k, _ := buf.Read(b[:n])
-			if cn.pipe.Send(ctx, append([]byte(nil), b[:k]...)) != nil {
+			if send(b[:k]) != nil {
 				return
 			}
 		}
 		for {
 			n, err := raw.Read(b)
 			if n > 0 {
-				if cn.pipe.Send(ctx, append([]byte(nil), b[:n]...)) != nil {
+				if send(b[:n]) != nil {
 					return
 				}
 			}

@@ -138,6 +138,14 @@ func (n *Node) myAddress() peeraddr.Address {
 // the handshake wins and the others are closed.
 func (n *Node) direct(ctx context.Context, to peeraddr.Address, peer [identity.KeySize]byte, hello Hello, timeout time.Duration) (*SecureConn, error) {
 	cands := Candidates(to, n.myAddress())
+	if len(cands) > maxCandidates {
+		cands = cands[:maxCandidates]
+	}
+	return n.dial(ctx, cands, peer, hello, timeout)
+}
+
+// dial races connections to cands; the first to complete the handshake wins.
+func (n *Node) dial(ctx context.Context, cands []netip.AddrPort, peer [identity.KeySize]byte, hello Hello, timeout time.Duration) (*SecureConn, error) {
 	if len(cands) == 0 {
 		return nil, errors.New("the address has no reachable candidate")
 	}
@@ -202,6 +210,11 @@ func (n *Node) reverse(ctx context.Context, to peeraddr.Address) (*SecureConn, e
 	defer func() {
 		n.mu.Lock()
 		delete(n.waiters, id)
+		select { // a pipe that arrived as we gave up
+		case sc := <-w.ch:
+			sc.Close()
+		default:
+		}
 		n.mu.Unlock()
 	}()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReverseTimeout)
@@ -220,6 +233,13 @@ func (n *Node) reverse(ctx context.Context, to peeraddr.Address) (*SecureConn, e
 
 // HandleSignal acts on a signalling message for the node: a CON makes it
 // connect back to the sender's address. Other types are ignored (false).
+//
+// Connect-backs are limited: CONs per sending node (ConBurst, ConRate),
+// concurrent connect-backs (MaxConnectBacks), and targets: never loopback,
+// multicast, broadcast or unspecified addresses, and private or link-local
+// ones only when the sender is behind our own router. So a forged CON
+// cannot turn the node into a scanner of our LAN or a reflector at third
+// parties.
 func (n *Node) HandleSignal(m *signal.Message) bool {
 	if m.Type != signal.TypeCon {
 		return false
@@ -227,19 +247,45 @@ func (n *Node) HandleSignal(m *signal.Message) bool {
 	addr, err := peeraddr.Parse(m.SrcAddr)
 	if err != nil {
 		n.cfg.Log.Info("CON with a bad address dropped", "from", m.FromID(), "err", err)
+		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "refused").Inc()
 		return true
 	}
 	if addr.NodeID != m.FromID() {
-		// Only connect back to the node that asked: no reflecting our
-		// connections at third parties.
+		// Only connect back to the node that asked.
 		n.cfg.Log.Info("CON for another node's address dropped", "from", m.FromID(), "addr_node", addr.NodeID)
+		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "refused").Inc()
+		return true
+	}
+	if !n.cons.allow(m.FromID()) {
+		n.cfg.Log.Info("CON rate limit", "from", m.FromID())
+		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "limited").Inc()
+		return true
+	}
+	mine := n.myAddress()
+	if len(safeCandidates(addr, mine)) == 0 {
+		n.cfg.Log.Info("CON with no acceptable address dropped", "from", m.FromID(), "addr", m.SrcAddr)
+		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "refused").Inc()
+		return true
+	}
+	select {
+	case n.backs <- struct{}{}:
+	default:
+		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "limited").Inc()
+		return true
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		<-n.backs
 		return true
 	}
 	n.wg.Add(1)
+	n.mu.Unlock()
 	go func() {
 		defer n.wg.Done()
+		defer func() { <-n.backs }()
 		start := time.Now()
-		sc, err := n.direct(n.ctx, addr, m.From, Hello{PipeID: m.PipeID, Kind: KindReverse}, n.cfg.ReverseTimeout)
+		sc, err := n.dial(n.ctx, safeCandidates(addr, mine), m.From, Hello{PipeID: m.PipeID, Kind: KindReverse}, n.cfg.ReverseTimeout)
 		n.cfg.Metrics.Duration.WithLabelValues("reverse_back").Observe(time.Since(start).Seconds())
 		if err != nil {
 			n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "failed").Inc()
@@ -254,4 +300,45 @@ func (n *Node) HandleSignal(m *signal.Message) bool {
 		n.cfg.OnPipe(sc, Hello{PipeID: m.PipeID, Kind: KindReverse})
 	}()
 	return true
+}
+
+// maxCandidates bounds how many addresses one connect dials.
+const maxCandidates = 8
+
+// safeCandidates are the candidates a connect-back may dial (see
+// HandleSignal).
+func safeCandidates(to, mine peeraddr.Address) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, c := range Candidates(to, mine) {
+		ip := c.Addr()
+		switch {
+		case ip.IsLoopback(), ip.IsMulticast(), ip.IsUnspecified(), ip.IsInterfaceLocalMulticast(),
+			ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}), c.Port() == 0:
+			continue
+		case ip.IsPrivate() || ip.IsLinkLocalUnicast() || cgnat.Contains(ip):
+			if !sameRouterIP(ip, to, mine) {
+				continue
+			}
+		}
+		out = append(out, c)
+		if len(out) == maxCandidates {
+			break
+		}
+	}
+	return out
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// sameRouterIP reports whether ip is the NIC address of one of to's blocks
+// whose external address is also ours.
+func sameRouterIP(ip netip.Addr, to, mine peeraddr.Address) bool {
+	for _, fam := range [][2][]peeraddr.Block{{to.IPv4, mine.IPv4}, {to.IPv6, mine.IPv6}} {
+		for _, b := range fam[0] {
+			if b.NIC == ip && sameRouter(b, fam[1]) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -42,14 +43,22 @@ type Config struct {
 	// same-router detection).
 	Address func() (peeraddr.Address, error)
 	// OnPipe receives inbound pipes (direct or reverse) after the handshake.
-	// The receiver owns the pipe. Nil closes them.
+	// The receiver owns the pipe and must not block (hand it to another
+	// goroutine). Nil closes them.
 	OnPipe func(*SecureConn, Hello)
 	// Timeouts per strategy and for handshakes (defaults 4 s, 10 s, 5 s).
 	DirectTimeout, ReverseTimeout, HandshakeTimeout time.Duration
-	// MaxHandshakes bounds concurrent inbound handshakes (default 64).
-	MaxHandshakes int
-	Metrics       *Metrics
-	Log           *slog.Logger
+	// MaxHandshakes bounds concurrent inbound handshakes (default 64), and
+	// MaxHandshakesPerIP those from one source address (default 8).
+	MaxHandshakes, MaxHandshakesPerIP int
+	// MaxConnectBacks bounds concurrent connect-backs for CON requests
+	// (default 16); ConBurst and ConRate limit CONs per sending node
+	// (default 5 at once, then 1 per second).
+	MaxConnectBacks int
+	ConBurst        int
+	ConRate         float64
+	Metrics         *Metrics
+	Log             *slog.Logger
 }
 
 // Node listens for and opens pipes.
@@ -57,8 +66,12 @@ type Node struct {
 	cfg     Config
 	lns     []net.Listener
 	sem     chan struct{}
+	backs   chan struct{} // connect-back slots
 	mu      sync.Mutex
 	waiters map[string]waiter // reverse connects awaiting the peer, by pipe id
+	perIP   map[netip.Addr]int
+	cons    *limiter // CON rate per sending node
+	closed  bool
 	wg      sync.WaitGroup
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -92,13 +105,26 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MaxHandshakes <= 0 {
 		cfg.MaxHandshakes = 64
 	}
+	if cfg.MaxHandshakesPerIP <= 0 {
+		cfg.MaxHandshakesPerIP = 8
+	}
+	if cfg.MaxConnectBacks <= 0 {
+		cfg.MaxConnectBacks = 16
+	}
+	if cfg.ConBurst <= 0 {
+		cfg.ConBurst = 5
+	}
+	if cfg.ConRate <= 0 {
+		cfg.ConRate = 1
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
-	n := &Node{cfg: cfg, sem: make(chan struct{}, cfg.MaxHandshakes), waiters: map[string]waiter{}}
+	n := &Node{cfg: cfg, sem: make(chan struct{}, cfg.MaxHandshakes), backs: make(chan struct{}, cfg.MaxConnectBacks),
+		waiters: map[string]waiter{}, perIP: map[netip.Addr]int{}, cons: newLimiter(cfg.ConRate, cfg.ConBurst, 4096)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
 }
@@ -150,6 +176,9 @@ func (n *Node) Addrs() []net.Addr {
 
 // Close stops the listeners and waits for handshakes in progress.
 func (n *Node) Close() error {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
 	n.cancel()
 	for _, ln := range n.lns {
 		ln.Close()
@@ -170,9 +199,8 @@ func (n *Node) acceptLoop(ln net.Listener) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		select {
-		case n.sem <- struct{}{}:
-		default:
+		ip := remoteIP(c)
+		if !n.takeSlot(ip) {
 			n.cfg.Metrics.Handshakes.WithLabelValues("busy").Inc()
 			c.Close()
 			continue
@@ -180,18 +208,50 @@ func (n *Node) acceptLoop(ln net.Listener) {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			defer func() { <-n.sem }()
-			n.inbound(c)
+			n.inbound(c, ip)
 		}()
 	}
 }
 
+func remoteIP(c net.Conn) netip.Addr {
+	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	return ap.Addr().Unmap()
+}
+
+// takeSlot reserves a handshake slot, globally and for the source address.
+func (n *Node) takeSlot(ip netip.Addr) bool {
+	select {
+	case n.sem <- struct{}{}:
+	default:
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.perIP[ip] >= n.cfg.MaxHandshakesPerIP {
+		<-n.sem
+		return false
+	}
+	n.perIP[ip]++
+	return true
+}
+
+func (n *Node) releaseSlot(ip netip.Addr) {
+	n.mu.Lock()
+	if n.perIP[ip]--; n.perIP[ip] <= 0 {
+		delete(n.perIP, ip)
+	}
+	n.mu.Unlock()
+	<-n.sem
+}
+
 // inbound authenticates an accepted connection and routes it: to a waiting
-// reverse connect, or to the application.
-func (n *Node) inbound(c net.Conn) {
+// reverse connect, or to the application. The handshake slot is released
+// before the pipe is handed on.
+func (n *Node) inbound(c net.Conn, ip netip.Addr) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.HandshakeTimeout)
-	defer cancel()
 	sc, hello, err := Accept(ctx, c, n.cfg.Identity)
+	cancel()
+	n.releaseSlot(ip)
 	if err != nil {
 		n.cfg.Metrics.Handshakes.WithLabelValues("failed").Inc()
 		n.cfg.Log.Info("inbound pipe refused", "remote", c.RemoteAddr(), "err", err)
@@ -204,12 +264,11 @@ func (n *Node) inbound(c net.Conn) {
 		w, ok := n.waiters[hello.PipeID]
 		if ok && w.peer == sc.RemoteNodeID() {
 			delete(n.waiters, hello.PipeID)
-		}
-		n.mu.Unlock()
-		if ok && w.peer == sc.RemoteNodeID() {
-			w.ch <- sc // buffered: never blocks
+			w.ch <- sc // buffered and under n.mu: the waiter drains it on timeout
+			n.mu.Unlock()
 			return
 		}
+		n.mu.Unlock()
 	}
 	n.cfg.Metrics.Inbound.Inc()
 	if n.cfg.OnPipe == nil {

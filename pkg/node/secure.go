@@ -99,8 +99,14 @@ func deadline(ctx context.Context, c net.Conn, def time.Duration) func() {
 		d = time.Now().Add(def)
 	}
 	_ = c.SetDeadline(d)
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	return func() { stop(); _ = c.SetDeadline(time.Time{}) }
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)); close(fired) })
+	return func() {
+		if !stop() {
+			<-fired // clear the deadline only after the callback set it
+		}
+		_ = c.SetDeadline(time.Time{})
+	}
 }
 
 // Initiate runs the initiator side over c: it proves id and requires the peer
@@ -133,8 +139,21 @@ func Initiate(ctx context.Context, c net.Conn, id *identity.Identity, peer [iden
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s does not hold the key of node %s", ErrHandshake, c.RemoteAddr(), identity.NodeID(peer))
 	}
+	// Key confirmation: IK's first message can be replayed by someone who
+	// recorded it, so the responder waits for proof that we hold the
+	// ephemeral key too before it trusts the pipe.
+	confirm, err := cs1.Encrypt(nil, nil, confirmation)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	if err := writeFrame(c, confirm); err != nil {
+		return nil, fmt.Errorf("%w: send: %v", ErrHandshake, err)
+	}
 	return &SecureConn{Conn: c, remote: peer, wcs: cs1, rcs: cs2}, nil
 }
+
+// confirmation is the initiator's first transport message.
+var confirmation = []byte("p2pd confirm")
 
 // Accept runs the responder side over c and returns the pipe with the
 // initiator's proven key and its Hello. On error the caller closes c.
@@ -172,6 +191,13 @@ func Accept(ctx context.Context, c net.Conn, id *identity.Identity) (*SecureConn
 	}
 	if err := writeFrame(c, msg); err != nil {
 		return nil, hello, fmt.Errorf("%w: send: %v", ErrHandshake, err)
+	}
+	ct, err := readFrame(c, nil)
+	if err != nil {
+		return nil, hello, fmt.Errorf("%w: no key confirmation from %s: %v", ErrHandshake, c.RemoteAddr(), err)
+	}
+	if pt, err := cs1.Decrypt(nil, nil, ct); err != nil || !bytes.Equal(pt, confirmation) {
+		return nil, hello, fmt.Errorf("%w: bad key confirmation from %s (a replayed handshake?)", ErrHandshake, c.RemoteAddr())
 	}
 	return &SecureConn{Conn: c, remote: remote, rcs: cs1, wcs: cs2}, hello, nil
 }

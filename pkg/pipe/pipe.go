@@ -28,6 +28,7 @@ import (
 // Defaults of Options.
 const (
 	DefaultQueueSize   = 1000    // messages per subscription queue
+	DefaultQueueBytes  = 4 << 20 // bytes per subscription queue
 	DefaultMaxMessage  = 1 << 20 // bytes
 	DefaultRecvTimeout = 2 * time.Second
 )
@@ -57,6 +58,9 @@ type Options struct {
 	Framing    Framing
 	MaxMessage int // largest message sent or received
 	QueueSize  int // per subscription; the oldest message is dropped when full
+	// QueueBytes bounds the bytes queued per subscription the same way
+	// (DefaultQueueBytes), so a peer cannot fill memory with large messages.
+	QueueBytes int
 	Metrics    *Metrics
 	Log        *slog.Logger
 }
@@ -86,6 +90,8 @@ type subscription struct {
 	handler   func(Message)
 	items     []Message
 	max       int
+	bytes     int // queued payload bytes
+	maxBytes  int
 	wake      chan struct{} // closed and replaced when the queue changes
 }
 
@@ -96,6 +102,9 @@ func New(conn net.Conn, opts Options) *Pipe {
 	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -139,7 +148,7 @@ func (p *Pipe) SubscribeFunc(s Sub, h func(Message)) error {
 }
 
 func (p *Pipe) subscribe(s Sub, h func(Message)) error {
-	sub := &subscription{handler: h, max: p.opts.QueueSize, wake: make(chan struct{})}
+	sub := &subscription{handler: h, max: p.opts.QueueSize, maxBytes: p.opts.QueueBytes, wake: make(chan struct{})}
 	var err error
 	if sub.msg, err = compile(s.Msg); err != nil {
 		return fmt.Errorf("pipe: message pattern: %w", err)
@@ -200,6 +209,7 @@ func (p *Pipe) Recv(ctx context.Context, s Sub, timeout time.Duration) (Message,
 			m := sub.items[0]
 			sub.items[0] = Message{}
 			sub.items = sub.items[1:]
+			sub.bytes -= len(m.Data)
 			p.mu.Unlock()
 			return m, nil
 		case p.closed:
@@ -237,9 +247,11 @@ func (p *Pipe) Send(ctx context.Context, data []byte) error {
 	}
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	stop := context.AfterFunc(ctx, func() { p.conn.SetWriteDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { p.conn.SetWriteDeadline(time.Unix(1, 0)); close(fired) })
 	_, err = p.conn.Write(wire)
 	if !stop() {
+		<-fired // the past deadline is set: clear it only after that
 		p.conn.SetWriteDeadline(time.Time{})
 	}
 	if err != nil {
@@ -357,7 +369,8 @@ func (p *Pipe) deliver(m Message) {
 			handlers = append(handlers, sub.handler)
 			continue
 		}
-		if len(sub.items) >= sub.max {
+		for len(sub.items) > 0 && (len(sub.items) >= sub.max || sub.bytes+len(m.Data) > sub.maxBytes) {
+			sub.bytes -= len(sub.items[0].Data)
 			sub.items[0] = Message{}
 			sub.items = sub.items[1:]
 			p.dropped++
@@ -366,6 +379,7 @@ func (p *Pipe) deliver(m Message) {
 			}
 		}
 		sub.items = append(sub.items, m)
+		sub.bytes += len(m.Data)
 		close(sub.wake)
 		sub.wake = make(chan struct{})
 	}

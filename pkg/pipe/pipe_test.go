@@ -219,6 +219,32 @@ func TestQueueDropsOldest(t *testing.T) {
 	metricstest.Lint(t, reg, "agent")
 }
 
+// The byte budget drops the oldest messages too: four 400-byte messages
+// in a 1000-byte queue leave the newest two.
+func TestQueueByteBudget(t *testing.T) {
+	a, b := pipePair(t, Options{QueueBytes: 1000})
+	if err := b.Subscribe(Sub{}); err != nil {
+		t.Fatal(err)
+	}
+	wait := syncOn(t, b)
+	for i := 1; i <= 4; i++ {
+		if err := a.Send(context.Background(), []byte(fmt.Sprintf("%d%s", i, strings.Repeat("x", 399)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(4)
+	var firsts []string
+	for _, m := range recvAll(t, b, Sub{}) {
+		firsts = append(firsts, m[:1])
+	}
+	if got := strings.Join(firsts, ","); got != "3,4" {
+		t.Fatalf("queue holds messages %s, want 3,4", got)
+	}
+	if b.Dropped() != 2 {
+		t.Errorf("Dropped = %d, want 2", b.Dropped())
+	}
+}
+
 func TestUnmatchedCounted(t *testing.T) {
 	metrics := NewMetrics()
 	a, b := pipePair(t, Options{Metrics: metrics})
