@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 
 	"github.com/p2pd-go/p2pd/internal/sock"
@@ -34,9 +35,9 @@ func doInNS(name string, fn func() error) error {
 	}
 	fnErr := fn()
 	if err := netns.Set(orig); err != nil {
-		// The thread is stuck in the lab namespace: leave it locked so the
-		// runtime destroys it when this goroutine ends.
-		return fmt.Errorf("natlab: leave netns %s: %w", name, err)
+		// This goroutine's thread is stuck in the lab namespace; going on
+		// would open later sockets inside the lab. Nothing safe remains.
+		panic(fmt.Sprintf("natlab: cannot leave netns %s: %v", name, err))
 	}
 	runtime.UnlockOSThread()
 	return fnErr
@@ -47,7 +48,26 @@ type nsNet struct{ ns string }
 
 var _ sock.Net = nsNet{}
 
+// literal refuses host names: resolving them would run on other goroutines,
+// outside the namespace, and send DNS traffic from the host.
+func literal(address string) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return fmt.Errorf("natlab: address %q: %w", address, err)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("natlab: address %q: lab sockets take IP literals only", address)
+	}
+	return nil
+}
+
 func (n nsNet) ListenPacket(ctx context.Context, network, address string) (pc net.PacketConn, err error) {
+	if err := literal(address); err != nil {
+		return nil, err
+	}
 	err = doInNS(n.ns, func() error {
 		var lc net.ListenConfig
 		pc, err = lc.ListenPacket(ctx, network, address)
@@ -57,6 +77,9 @@ func (n nsNet) ListenPacket(ctx context.Context, network, address string) (pc ne
 }
 
 func (n nsNet) Listen(ctx context.Context, network, address string) (ln net.Listener, err error) {
+	if err := literal(address); err != nil {
+		return nil, err
+	}
 	err = doInNS(n.ns, func() error {
 		var lc net.ListenConfig
 		ln, err = lc.Listen(ctx, network, address)
@@ -66,6 +89,9 @@ func (n nsNet) Listen(ctx context.Context, network, address string) (ln net.List
 }
 
 func (n nsNet) DialContext(ctx context.Context, network, address string) (c net.Conn, err error) {
+	if err := literal(address); err != nil {
+		return nil, err
+	}
 	err = doInNS(n.ns, func() error {
 		var d net.Dialer
 		c, err = d.DialContext(ctx, network, address)

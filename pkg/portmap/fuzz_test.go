@@ -3,6 +3,7 @@ package portmap
 import (
 	"bytes"
 	"encoding/xml"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -27,6 +28,23 @@ func TestParsers(t *testing.T) {
 	}
 	if st, ctl := d.Device.find("urn:schemas-upnp-org:service:WANIPConnection:"); ctl != "/ctl/IPConn" || st == "" {
 		t.Errorf("nested service not found: %q %q", st, ctl)
+	}
+}
+
+func TestOnGateway(t *testing.T) {
+	gw := netip.MustParseAddr("10.1.0.1")
+	tests := map[string]bool{
+		"http://10.1.0.1:5000/rootDesc.xml": true,
+		"http://10.1.0.2:5000/rootDesc.xml": false, // another LAN host
+		"http://127.0.0.1:12333/p2p/addr":   false, // our own API
+		"https://10.1.0.1/x":                false,
+		"http://gateway.lan/x":              false,
+		"::":                                false,
+	}
+	for raw, ok := range tests {
+		if _, err := onGateway(raw, gw); (err == nil) != ok {
+			t.Errorf("%s: err %v, want ok=%v", raw, err, ok)
+		}
 	}
 }
 

@@ -112,7 +112,7 @@ func Map(ctx context.Context, cfg Config) (*Mapping, error) {
 }
 
 func mapUPnP(ctx context.Context, cfg Config, gw netip.Addr) (*Mapping, error) {
-	g, err := discover(ctx, cfg.Net, cfg.Timeout)
+	g, err := discover(ctx, cfg.Net, gw, cfg.Timeout)
 	if err != nil {
 		return nil, err
 	}

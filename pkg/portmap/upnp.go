@@ -35,18 +35,37 @@ type igd struct {
 	external netip.Addr
 }
 
+// httpClient talks to the gateway only: no redirects, no proxy.
 func httpClient(n sock.Net, timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
 			DialContext: n.DialContext, DisableKeepAlives: true, Proxy: nil,
 		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// onGateway checks that a URL points at the gateway itself, so a LAN host
+// answering SSDP cannot make us fetch or post elsewhere.
+func onGateway(raw string, gw netip.Addr) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("bad URL %q: %w", raw, err)
+	}
+	if u.Scheme != "http" {
+		return nil, fmt.Errorf("URL %q: only http is used on the LAN", raw)
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil || ip.Unmap() != gw {
+		return nil, fmt.Errorf("URL %q is not on the gateway %s", raw, gw)
+	}
+	return u, nil
 }
 
 // discover finds the gateway's IGD description by SSDP and picks its WAN
 // connection service.
-func discover(ctx context.Context, n sock.Net, timeout time.Duration) (*igd, error) {
+func discover(ctx context.Context, n sock.Net, gw netip.Addr, timeout time.Duration) (*igd, error) {
 	pc, err := n.ListenPacket(ctx, "udp4", ":0")
 	if err != nil {
 		return nil, fmt.Errorf("portmap: upnp: %w", err)
@@ -72,11 +91,14 @@ func discover(ctx context.Context, n sock.Net, timeout time.Duration) (*igd, err
 		if err != nil {
 			return nil, fmt.Errorf("portmap: upnp: %w", lastErr)
 		}
+		if ap, err := netip.ParseAddrPort(from.String()); err != nil || ap.Addr().Unmap() != gw {
+			continue // only the default gateway may answer
+		}
 		loc := ssdpLocation(buf[:nr])
 		if loc == "" {
 			continue
 		}
-		g, err := describe(ctx, client, loc)
+		g, err := describe(ctx, client, loc, gw)
 		if err != nil {
 			lastErr = err
 			continue
@@ -145,8 +167,12 @@ func (d device) find(prefixes ...string) (string, string) {
 	return "", ""
 }
 
-func describe(ctx context.Context, client *http.Client, loc string) (*igd, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
+func describe(ctx context.Context, client *http.Client, loc string, gw netip.Addr) (*igd, error) {
+	base, err := onGateway(loc, gw)
+	if err != nil {
+		return nil, fmt.Errorf("SSDP location: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("bad SSDP location %q: %w", loc, err)
 	}
@@ -163,10 +189,6 @@ func describe(ctx context.Context, client *http.Client, loc string) (*igd, error
 	if st == "" {
 		return nil, fmt.Errorf("device %s has no WAN connection service", loc)
 	}
-	base, err := url.Parse(loc)
-	if err != nil {
-		return nil, err
-	}
 	if d.URLBase != "" {
 		if b, err := url.Parse(d.URLBase); err == nil {
 			base = b
@@ -175,6 +197,9 @@ func describe(ctx context.Context, client *http.Client, loc string) (*igd, error
 	ctl, err := base.Parse(control)
 	if err != nil {
 		return nil, fmt.Errorf("bad control URL %q: %w", control, err)
+	}
+	if _, err := onGateway(ctl.String(), gw); err != nil {
+		return nil, fmt.Errorf("control URL: %w", err)
 	}
 	return &igd{control: ctl.String(), service: st, client: client}, nil
 }
