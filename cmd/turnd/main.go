@@ -52,6 +52,8 @@ type options struct {
 	maxPerUser, maxAllocs int
 	bandwidth             int64
 	drain                 time.Duration
+	tcpIdle               time.Duration
+	maxTCP                int
 	admin                 string
 	logLevel, logFormat   string
 }
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&o.maxPerUser, "max-allocations-per-user", 10, "allocations one user may hold (0: unlimited); REST users count by their user part")
 	fs.IntVar(&o.maxAllocs, "max-allocations", 10000, "allocations the server holds in total (0: unlimited)")
 	fs.Int64Var(&o.bandwidth, "max-bandwidth", 0, "bytes per second per allocation and direction; excess datagrams are dropped (0: no cap)")
+	fs.DurationVar(&o.tcpIdle, "tcp-idle", 30*time.Second, "close a TCP/TLS connection that holds no allocation after this long without data (0: never)")
+	fs.IntVar(&o.maxTCP, "max-tcp-conns", 10000, "open TCP/TLS connections at most; more are closed at once (0: unlimited)")
 	fs.DurationVar(&o.drain, "drain", 30*time.Second, "on SIGTERM/SIGINT refuse new allocations and keep existing ones this long (or until none is left), then exit")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:9102", "admin HTTP address for /metrics and /healthz (empty: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -154,6 +158,7 @@ func (o *options) serverConfig() (turnserver.Config, error) {
 		Realm: o.realm, Port: o.port, NoUDP: o.noUDP, NoTCP: o.noTCP, UDPWorkers: o.sockets, TLSPort: o.tlsPort,
 		RelayMinPort: o.relayMin, RelayMaxPort: o.relayMax,
 		MaxAllocsPerUser: o.maxPerUser, MaxAllocs: o.maxAllocs, Bandwidth: o.bandwidth,
+		TCPIdle: o.tcpIdle, MaxTCPConns: o.maxTCP,
 	}
 	for flag, v := range map[string]int{"port": o.port, "tls-port": o.tlsPort, "relay-min-port": o.relayMin, "relay-max-port": o.relayMax} {
 		if err := checkPort(flag, v); err != nil {
@@ -169,8 +174,8 @@ func (o *options) serverConfig() (turnserver.Config, error) {
 	if o.realm == "" {
 		return cfg, errors.New("--realm must not be empty")
 	}
-	if o.maxPerUser < 0 || o.maxAllocs < 0 || o.bandwidth < 0 || o.sockets < 0 {
-		return cfg, errors.New("quotas, --max-bandwidth and --sockets must not be negative")
+	if o.maxPerUser < 0 || o.maxAllocs < 0 || o.bandwidth < 0 || o.sockets < 0 || o.maxTCP < 0 || o.tcpIdle < 0 {
+		return cfg, errors.New("quotas, --max-bandwidth, --max-tcp-conns, --tcp-idle and --sockets must not be negative")
 	}
 	for _, s := range splitList(o.listen) {
 		a, err := parseAddr("listen", s)

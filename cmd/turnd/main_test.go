@@ -39,7 +39,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, f := range []string{"listen", "port", "no-udp", "no-tcp", "sockets", "tls-port", "tls-cert", "tls-key", "realm",
 		"users-file", "auth-secret", "auth-secret-file", "relay-ip", "relay-bind", "relay-min-port", "relay-max-port",
-		"allow-peer", "max-allocations-per-user", "max-allocations", "max-bandwidth", "drain", "admin", "log-level", "log-format", "config"} {
+		"allow-peer", "tcp-idle", "max-tcp-conns", "max-allocations-per-user", "max-allocations", "max-bandwidth", "drain", "admin", "log-level", "log-format", "config"} {
 		if !strings.Contains(out.String(), "--"+f+" ") && !strings.Contains(out.String(), "--"+f+"\n") {
 			t.Errorf("--help does not list --%s", f)
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // packetConn wraps a UDP listening socket handed to pion.
@@ -42,6 +43,7 @@ type listener struct {
 	f       *filter
 	network string
 	conns   *connSet
+	idle    time.Duration // close connections that hold no allocation after this long without data
 }
 
 // connSet holds the open stream connections so Close can end them (pion
@@ -49,17 +51,33 @@ type listener struct {
 type connSet struct {
 	mu     sync.Mutex
 	m      map[*streamConn]struct{}
+	max    int // 0: no limit
 	closed bool
 }
 
-func (s *connSet) add(c *streamConn) bool {
+const (
+	addOK = iota
+	addFull
+	addClosed
+)
+
+func (s *connSet) add(c *streamConn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return false
+	switch {
+	case s.closed:
+		return addClosed
+	case s.max > 0 && len(s.m) >= s.max:
+		return addFull
 	}
 	s.m[c] = struct{}{}
-	return true
+	return addOK
+}
+
+func (s *connSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }
 
 func (s *connSet) remove(c *streamConn) {
@@ -81,17 +99,27 @@ func (s *connSet) closeAll() {
 	}
 }
 
+// Accept returns the next connection. Over the connection limit it closes
+// new connections itself and keeps accepting (an error would end pion's
+// accept loop).
 func (l *listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		sc := &streamConn{Conn: c, f: l.f, network: l.network, data: make([]byte, 4096), set: l.conns, idle: l.idle}
+		switch l.conns.add(sc) {
+		case addOK:
+			return sc, nil
+		case addFull:
+			l.f.m.tcpRefused.Inc()
+			_ = c.Close()
+		case addClosed:
+			_ = c.Close()
+			return nil, net.ErrClosed
+		}
 	}
-	sc := &streamConn{Conn: c, f: l.f, network: l.network, data: make([]byte, 4096), set: l.conns}
-	if !l.conns.add(sc) {
-		_ = c.Close()
-		return nil, net.ErrClosed
-	}
-	return sc, nil
 }
 
 // maxFrame is the largest TURN frame over a stream (STUN header + 64 KiB).
@@ -113,6 +141,21 @@ type streamConn struct {
 	r, w    int
 	rerr    error // read error held until buffered frames are used
 	set     *connSet
+	idle    time.Duration
+	held    bool // the connection has held an allocation: no idle limit any more
+}
+
+// armIdle sets the read deadline of a connection that has no allocation yet.
+func (c *streamConn) armIdle() {
+	if c.idle <= 0 || c.held {
+		return
+	}
+	if c.f.tracker.holds(tupleKey(c.network, c.Conn.RemoteAddr(), c.Conn.LocalAddr())) {
+		c.held = true
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		return
+	}
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 }
 
 func (c *streamConn) Close() error {
@@ -168,6 +211,7 @@ func (c *streamConn) nextFrame() ([]byte, error) {
 			copy(grown, c.data[:c.w])
 			c.data = grown
 		}
+		c.armIdle()
 		m, err := c.Conn.Read(c.data[c.w:])
 		c.w += m
 		c.rerr = err

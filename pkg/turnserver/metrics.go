@@ -27,6 +27,7 @@ type Metrics struct {
 	dropped      prometheus.Counter
 	draining     prometheus.Gauge
 	drainRefused prometheus.Counter
+	tcpRefused   prometheus.Counter
 
 	// resolved children for the per-packet paths
 	bytesPeer, bytesClient, pktsPeer, pktsClient prometheus.Counter
@@ -69,6 +70,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		drainRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "turnd_drain_refusals_total", Help: "Allocate requests refused because the server is draining.",
 		}),
+		tcpRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_tcp_connections_refused_total", Help: "TCP/TLS connections closed at once because --max-tcp-conns were open.",
+		}),
 	}
 	m.bytesPeer, m.bytesClient = m.bytes.WithLabelValues(toPeer), m.bytes.WithLabelValues(toClient)
 	m.pktsPeer, m.pktsClient = m.packets.WithLabelValues(toPeer), m.packets.WithLabelValues(toClient)
@@ -83,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.active, m.created, m.expired, m.bytes, m.packets, m.authFailures,
-			m.denials, m.quota, m.dropped, m.draining, m.drainRefused)
+			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused)
 	}
 	return m
 }

@@ -128,3 +128,11 @@ func (t *tracker) closed(relay string) {
 	t.m.expired.Inc()
 	t.m.active.Dec()
 }
+
+// holds reports whether tuple has an allocation (pending or confirmed).
+func (t *tracker) holds(tuple string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.byTuple[tuple]
+	return ok
+}

@@ -55,6 +55,9 @@ type Config struct {
 	AllowPeers []netip.Prefix // opened despite the peer policy
 	SelfAddrs  []netip.Addr   // extra addresses of this server to refuse as peers
 
+	TCPIdle     time.Duration // close a TCP/TLS connection without an allocation after this long without data; 0: never
+	MaxTCPConns int           // open TCP/TLS connections; 0: unlimited
+
 	MaxAllocsPerUser int   // 0: unlimited
 	MaxAllocs        int   // 0: unlimited
 	Bandwidth        int64 // bytes/s per allocation and direction; 0: no cap
@@ -175,7 +178,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if err := gen.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, f: f, log: log, conns: &connSet{m: map[*streamConn]struct{}{}}}
+	s := &Server{cfg: cfg, f: f, log: log, conns: &connSet{m: map[*streamConn]struct{}{}, max: cfg.MaxTCPConns}}
 	if err := s.listen(cfg); err != nil {
 		s.closeSockets()
 		return nil, err
@@ -200,12 +203,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	}
 	for _, l := range s.tcp {
 		pc.ListenerConfigs = append(pc.ListenerConfigs, turn.ListenerConfig{
-			Listener: &listener{Listener: l, f: f, network: "tcp", conns: s.conns}, RelayAddressGenerator: gen, PermissionHandler: perm,
+			Listener: &listener{Listener: l, f: f, network: "tcp", conns: s.conns, idle: cfg.TCPIdle}, RelayAddressGenerator: gen, PermissionHandler: perm,
 		})
 	}
 	for _, l := range s.tls {
 		pc.ListenerConfigs = append(pc.ListenerConfigs, turn.ListenerConfig{
-			Listener: &listener{Listener: l, f: f, network: "tls", conns: s.conns}, RelayAddressGenerator: gen, PermissionHandler: perm,
+			Listener: &listener{Listener: l, f: f, network: "tls", conns: s.conns, idle: cfg.TCPIdle}, RelayAddressGenerator: gen, PermissionHandler: perm,
 		})
 	}
 	s.pion, err = turn.NewServer(pc)
