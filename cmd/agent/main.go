@@ -52,7 +52,6 @@ type options struct {
 	port                                           int
 	noPortMap, noNATProfile                        bool
 	startTimeout                                   time.Duration
-	logLevel, logFormat                            string
 }
 
 func defaultStateDir() string {
@@ -82,12 +81,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&o.noPortMap, "no-portmap", false, "do not ask the gateway (NAT-PMP/PCP, UPnP) to forward the node port")
 	fs.BoolVar(&o.noNATProfile, "no-nat-profile", false, "skip NAT detection and assume a port-restricted cone NAT")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 15*time.Second, "how long start-up may take (interfaces, STUN, brokers)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text, json")
+	logFlags := logx.AddFlags(fs)
 	if err := cl.Parse(args); err != nil {
 		return err
 	}
-	log, err := logx.New(stderr, o.logLevel, o.logFormat)
+	log, err := logFlags.New(stderr)
 	if err != nil {
 		return err
 	}

@@ -46,10 +46,9 @@ func main() {
 }
 
 type settings struct {
+	log        *logx.Flags
 	broker     mqttbroker.Config
 	admin      string
-	logLevel   string
-	logFormat  string
 	version    bool
 	packetSize uint
 	inflight   uint
@@ -97,8 +96,7 @@ func loader(s *settings) *config.Loader {
 	fs.IntVar(&l.PublishBurst, "publish-burst", l.PublishBurst, "publishes a client may send at once above --publish-rate")
 	fs.IntVar(&l.MaxRetained, "max-retained", l.MaxRetained, "retained messages the broker holds (0 = no limit)")
 	fs.StringVar(&s.admin, "admin", "127.0.0.1:9103", "admin HTTP address for /metrics and /healthz (empty disables)")
-	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
+	s.log = logx.AddFlags(fs)
 	fs.BoolVar(&s.version, "version", false, "print the version and exit")
 	return cf
 }
@@ -133,7 +131,7 @@ func serve(args []string) int {
 		fmt.Println("mqttd", version.Version)
 		return 0
 	}
-	log, err := logx.New(os.Stderr, s.logLevel, s.logFormat)
+	log, err := s.log.New(os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mqttd:", err)
 		return 2

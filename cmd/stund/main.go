@@ -9,9 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/p2pd-go/p2pd/internal/adminhttp"
@@ -21,17 +18,7 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/stun"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		if errors.Is(err, config.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "stund:", err)
-		os.Exit(1)
-	}
-}
+func main() { config.Main("stund", run) }
 
 type options struct {
 	primary4, alternate4, primary6, alternate6 string
@@ -46,7 +33,6 @@ type options struct {
 	ntp                                        bool
 	ntpPort                                    uint
 	admin                                      string
-	logLevel, logFormat                        string
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
@@ -71,12 +57,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&o.ntp, "ntp", false, "also answer SNTP requests on UDP --ntp-port of each primary address")
 	fs.UintVar(&o.ntpPort, "ntp-port", 123, "SNTP port (with --ntp)")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:9101", "admin HTTP address for /metrics and /healthz (empty: off)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text, json")
+	logFlags := logx.AddFlags(fs)
 	if err := cl.Parse(args); err != nil {
 		return err
 	}
-	log, err := logx.New(stderr, o.logLevel, o.logFormat)
+	log, err := logFlags.New(stderr)
 	if err != nil {
 		return err
 	}

@@ -15,9 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/p2pd-go/p2pd/internal/adminhttp"
 	"github.com/p2pd-go/p2pd/internal/config"
 	"github.com/p2pd-go/p2pd/internal/logx"
@@ -25,17 +22,7 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/turnserver"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		if errors.Is(err, config.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "turnd:", err)
-		os.Exit(1)
-	}
-}
+func main() { config.Main("turnd", run) }
 
 type options struct {
 	listen                string
@@ -55,7 +42,6 @@ type options struct {
 	tcpIdle               time.Duration
 	maxTCP                int
 	admin                 string
-	logLevel, logFormat   string
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
@@ -87,12 +73,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&o.maxTCP, "max-tcp-conns", 10000, "open TCP/TLS connections at most; more are closed at once (0: unlimited)")
 	fs.DurationVar(&o.drain, "drain", 30*time.Second, "on SIGTERM/SIGINT refuse new allocations and keep existing ones this long (or until none is left), then exit")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:9102", "admin HTTP address for /metrics and /healthz (empty: off)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text, json")
+	logFlags := logx.AddFlags(fs)
 	if err := cl.Parse(args); err != nil {
 		return err
 	}
-	log, err := logx.New(stderr, o.logLevel, o.logFormat)
+	log, err := logFlags.New(stderr)
 	if err != nil {
 		return err
 	}
@@ -100,8 +85,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := adminhttp.NewRegistry()
 	srv, err := turnserver.New(cfg, log, reg)
 	if err != nil {
 		return err

@@ -7,13 +7,16 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 
 	"gopkg.in/yaml.v3"
 )
@@ -165,4 +168,17 @@ func (l *Loader) PrintUsage(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	})
+}
+
+// Main runs a program's run function with a context that SIGINT and SIGTERM
+// cancel, and exits 1 printing "<program>: <error>" when it fails (not for
+// --help).
+func Main(program string, run func(ctx context.Context, args []string, stderr io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, ErrHelp) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", program, err)
+		os.Exit(1)
+	}
 }

@@ -2,6 +2,7 @@
 package logx
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,3 +26,17 @@ func New(w io.Writer, level, format string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("logx: bad log format %q (text, json)", format)
 	}
 }
+
+// Flags are the --log-level and --log-format settings every program has.
+type Flags struct{ Level, Format string }
+
+// AddFlags defines --log-level and --log-format on fs.
+func AddFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{}
+	fs.StringVar(&f.Level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.Format, "log-format", "text", "log format: text, json")
+	return f
+}
+
+// New builds the logger the flags ask for, writing to w.
+func (f *Flags) New(w io.Writer) (*slog.Logger, error) { return New(w, f.Level, f.Format) }
