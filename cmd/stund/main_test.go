@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/testbin"
+
 	"github.com/p2pd-go/p2pd/internal/config"
 	"github.com/p2pd-go/p2pd/internal/testenv"
 	"github.com/p2pd-go/p2pd/pkg/stun"
@@ -91,15 +93,7 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-func buildStund(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "stund")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildStund(t *testing.T) string { return testbin.Build(t, "cmd/stund") }
 
 func freeTCPPort(t *testing.T) string {
 	t.Helper()

@@ -18,19 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/testbin"
+
 	"github.com/p2pd-go/p2pd/internal/testenv"
 )
 
 // buildTurnd compiles this command into a temporary directory.
-func buildTurnd(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "turnd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildTurnd(t *testing.T) string { return testbin.Build(t, "cmd/turnd") }
 
 // freePort returns a port free for both UDP and TCP on 127.0.0.1.
 func freePort(t *testing.T) int {

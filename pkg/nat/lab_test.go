@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/testbin"
+
 	"github.com/p2pd-go/p2pd/internal/testenv"
 	"github.com/p2pd-go/p2pd/pkg/natlab"
 	"github.com/p2pd-go/p2pd/pkg/stun"
@@ -28,15 +30,7 @@ type labStund struct {
 
 func (s *labStund) primary() netip.AddrPort { return netip.AddrPortFrom(s.ip4[0], 3478) }
 
-func buildStund(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "stund")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/p2pd-go/p2pd/cmd/stund").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build stund: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildStund(t testing.TB) string { return testbin.Build(t, "cmd/stund") }
 
 func newLabStund(t testing.TB, extra ...string) *labStund {
 	lab := natlab.New(t)
