@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -23,6 +24,13 @@ import (
 
 // DefaultPort is the node listener's port unless configured.
 const DefaultPort = 10001
+
+// PortOptions are the socket options of the node listeners and of every
+// socket that shares their port (STUN over TCP learning its mapping, punch
+// dials): SO_REUSEADDR, and SO_REUSEPORT where the platform has it.
+func PortOptions() sock.Options {
+	return sock.Options{ReuseAddr: true, ReusePort: runtime.GOOS != "windows"}
+}
 
 // Signaller sends signalling messages (pkg/signal's Client).
 type Signaller interface {
@@ -140,7 +148,9 @@ func (n *Node) Start(ctx context.Context) error {
 		if host, _, err := net.SplitHostPort(a); err == nil && len(host) > 0 && containsColon(host) {
 			network = "tcp6"
 		}
-		ln, err := n.cfg.Net.Listen(ctx, network, a)
+		// Shared with SO_REUSEPORT, so a punch and STUN over TCP can leave
+		// from the node port while the listener holds it.
+		ln, err := sock.Listen(ctx, n.cfg.Net, network, a, PortOptions())
 		if err != nil {
 			errs = append(errs, err)
 			n.cfg.Log.Warn("node listener not opened", "addr", a, "err", err)

@@ -9,11 +9,10 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/sock"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 )
 
 // ServerConfig configures a Server. Per family, Primary is required for that
@@ -162,9 +161,8 @@ func (s *Server) open() error {
 		}
 		for _, i := range f.used() {
 			if !s.cfg.NoUDP {
-				lc := net.ListenConfig{Control: reusePort}
 				for k := 0; k < s.cfg.Sockets; k++ {
-					pc, err := lc.ListenPacket(ctx, network, f.addrs[i].String())
+					pc, err := sock.ListenPacket(ctx, sock.Host, network, f.addrs[i].String(), sock.Options{ReusePort: true})
 					if err != nil {
 						return fmt.Errorf("stun: listen udp %s: %w", f.addrs[i], err)
 					}
@@ -195,17 +193,6 @@ type siteListener struct {
 	net.Listener
 	fam *family
 	at  int
-}
-
-func reusePort(_, _ string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }
 
 func (s *Server) start(ctx context.Context) {

@@ -23,12 +23,10 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pion/turn/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"github.com/p2pd-go/p2pd/internal/sock"
 )
@@ -286,25 +284,13 @@ func (s *Server) listenIP(ctx context.Context, cfg Config, fam string, ip netip.
 	return nil
 }
 
-func reusePort(_, _ string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
 func listenUDP(ctx context.Context, nw sock.Net, network, addr string) (net.PacketConn, error) {
 	var c net.PacketConn
 	var err error
 	if nw != nil {
 		c, err = nw.ListenPacket(ctx, network, addr)
 	} else {
-		lc := net.ListenConfig{Control: reusePort}
-		c, err = lc.ListenPacket(ctx, network, addr)
+		c, err = sock.ListenPacket(ctx, sock.Host, network, addr, sock.Options{ReusePort: true})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("turnserver: listen %s %s: %w", network, addr, err)
