@@ -13,80 +13,55 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/signal"
 )
 
-// Strategy names, in P2PD's default order.
+// Built-in strategy names.
 const (
 	Direct  = "direct"
 	Reverse = "reverse"
 )
 
-// Hello kinds.
+// Hello kinds: how a pipe was made.
 const (
 	KindDirect  = "direct"
 	KindReverse = "reverse"
+	KindRelay   = "relay"
+	KindPunch   = "punch"
 )
 
-// DefaultStrategies is what Connect tries when given none.
-var DefaultStrategies = []string{Direct, Reverse}
+// directStrategy races a TCP connection to every candidate address.
+type directStrategy struct{ n *Node }
 
-// Phase is one strategy's attempt.
-type Phase struct {
-	Strategy string        `json:"strategy"`
-	Duration time.Duration `json:"duration_ns"`
-	Err      string        `json:"error,omitempty"`
+func (directStrategy) Name() string { return Direct }
+
+func (d directStrategy) Plan(a Attempt) string {
+	if len(Candidates(a.To, a.Mine)) == 0 {
+		return "the peer address has no reachable candidate"
+	}
+	return ""
 }
 
-// Report says which strategy won and how long each phase took.
-type Report struct {
-	Winner string  `json:"winner,omitempty"`
-	Phases []Phase `json:"phases"`
+func (d directStrategy) Connect(ctx context.Context, a Attempt) (*SecureConn, error) {
+	return d.n.direct(ctx, a.To, a.Peer, Hello{PipeID: a.PipeID, Kind: KindDirect})
 }
 
-// ErrNoStrategy is returned when every strategy failed; the report has why.
-var ErrNoStrategy = errors.New("node: every strategy failed")
+// reverseStrategy asks the peer over signalling (CON) to connect back.
+type reverseStrategy struct{ n *Node }
 
-// Connect opens an authenticated pipe to the node of address to, trying
-// strategies in order (DefaultStrategies when empty).
-func (n *Node) Connect(ctx context.Context, to peeraddr.Address, strategies ...string) (*SecureConn, Report, error) {
-	var rep Report
-	peer, err := identity.ParseNodeID(to.NodeID)
-	if err != nil {
-		return nil, rep, fmt.Errorf("node: connect: %w", err)
+func (reverseStrategy) Name() string { return Reverse }
+
+func (r reverseStrategy) Plan(Attempt) string {
+	if r.n.cfg.Signal == nil || r.n.cfg.Address == nil {
+		return "no signalling configured"
 	}
-	if len(strategies) == 0 {
-		strategies = DefaultStrategies
-	}
-	var msgs []string
-	for _, s := range strategies {
-		start := time.Now()
-		var sc *SecureConn
-		switch s {
-		case Direct:
-			sc, err = n.direct(ctx, to, peer, Hello{PipeID: newPipeID(), Kind: KindDirect}, n.cfg.DirectTimeout)
-		case Reverse:
-			sc, err = n.reverse(ctx, to)
-		default:
-			err = fmt.Errorf("unknown strategy %q (known: %s, %s)", s, Direct, Reverse)
-		}
-		d := time.Since(start)
-		n.cfg.Metrics.Duration.WithLabelValues(s).Observe(d.Seconds())
-		ph := Phase{Strategy: s, Duration: d}
-		if err != nil {
-			ph.Err = err.Error()
-			msgs = append(msgs, s+": "+err.Error())
-			n.cfg.Metrics.Connects.WithLabelValues(s, "failed").Inc()
-			rep.Phases = append(rep.Phases, ph)
-			if ctx.Err() != nil {
-				break
-			}
-			continue
-		}
-		n.cfg.Metrics.Connects.WithLabelValues(s, "ok").Inc()
-		rep.Phases = append(rep.Phases, ph)
-		rep.Winner = s
-		return sc, rep, nil
-	}
-	return nil, rep, fmt.Errorf("%w: %s", ErrNoStrategy, strings.Join(msgs, "; "))
+	return ""
 }
+
+func (r reverseStrategy) Connect(ctx context.Context, a Attempt) (*SecureConn, error) {
+	return r.n.reverse(ctx, a.To, a.PipeID)
+}
+
+func (reverseStrategy) SignalTypes() []signal.Type { return []signal.Type{signal.TypeCon} }
+
+func (r reverseStrategy) HandleSignal(m *signal.Message) { r.n.handleCon(m) }
 
 // Candidates lists where to reach a peer directly: IPv6 blocks first, each
 // block's external address, or its NIC address when the peer is behind the
@@ -136,12 +111,12 @@ func (n *Node) myAddress() peeraddr.Address {
 
 // direct races a connection to every candidate; the first that completes
 // the handshake wins and the others are closed.
-func (n *Node) direct(ctx context.Context, to peeraddr.Address, peer [identity.KeySize]byte, hello Hello, timeout time.Duration) (*SecureConn, error) {
+func (n *Node) direct(ctx context.Context, to peeraddr.Address, peer [identity.KeySize]byte, hello Hello) (*SecureConn, error) {
 	cands := Candidates(to, n.myAddress())
 	if len(cands) > maxCandidates {
 		cands = cands[:maxCandidates]
 	}
-	return n.dial(ctx, cands, peer, hello, timeout)
+	return n.dial(ctx, cands, peer, hello, n.cfg.DirectTimeout)
 }
 
 // dial races connections to cands; the first to complete the handshake wins.
@@ -194,7 +169,7 @@ func (n *Node) dial(ctx context.Context, cands []netip.AddrPort, peer [identity.
 
 // reverse asks the peer over signalling to connect back, and waits for its
 // authenticated pipe carrying our pipe id.
-func (n *Node) reverse(ctx context.Context, to peeraddr.Address) (*SecureConn, error) {
+func (n *Node) reverse(ctx context.Context, to peeraddr.Address, id string) (*SecureConn, error) {
 	if n.cfg.Signal == nil || n.cfg.Address == nil {
 		return nil, errors.New("no signalling configured")
 	}
@@ -202,21 +177,8 @@ func (n *Node) reverse(ctx context.Context, to peeraddr.Address) (*SecureConn, e
 	if err != nil {
 		return nil, fmt.Errorf("own address: %w", err)
 	}
-	id := newPipeID()
-	w := waiter{peer: to.NodeID, ch: make(chan *SecureConn, 1)}
-	n.mu.Lock()
-	n.waiters[id] = w
-	n.mu.Unlock()
-	defer func() {
-		n.mu.Lock()
-		delete(n.waiters, id)
-		select { // a pipe that arrived as we gave up
-		case sc := <-w.ch:
-			sc.Close()
-		default:
-		}
-		n.mu.Unlock()
-	}()
+	ch, done := n.Await(id, to.NodeID)
+	defer done()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReverseTimeout)
 	defer cancel()
 	ttl := int64(n.cfg.ReverseTimeout / time.Second)
@@ -224,15 +186,35 @@ func (n *Node) reverse(ctx context.Context, to peeraddr.Address) (*SecureConn, e
 		return nil, fmt.Errorf("send CON: %w", err)
 	}
 	select {
-	case sc := <-w.ch:
+	case sc := <-ch:
 		return sc, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("peer did not connect back within %v", n.cfg.ReverseTimeout)
+		return nil, fmt.Errorf("peer did not connect back: %w", ctx.Err())
 	}
 }
 
-// HandleSignal acts on a signalling message for the node: a CON makes it
-// connect back to the sender's address. Other types are ignored (false).
+// Await registers for the inbound pipe that peer (a node id) opens with
+// pipe id: a strategy that has the peer connect to it (reverse, relay, the
+// responder side of a punch) waits on the channel. done must be called when
+// the strategy stops waiting; it closes a pipe that arrived too late.
+func (n *Node) Await(pipeID, peer string) (<-chan *SecureConn, func()) {
+	w := waiter{peer: peer, ch: make(chan *SecureConn, 1)}
+	n.mu.Lock()
+	n.waiters[pipeID] = w
+	n.mu.Unlock()
+	return w.ch, func() {
+		n.mu.Lock()
+		delete(n.waiters, pipeID)
+		select { // a pipe that arrived as we gave up
+		case sc := <-w.ch:
+			sc.Close()
+		default:
+		}
+		n.mu.Unlock()
+	}
+}
+
+// handleCon makes the node connect back to the sender of a CON.
 //
 // Connect-backs are limited: CONs per sending node (ConBurst, ConRate),
 // concurrent connect-backs (MaxConnectBacks), and targets: never loopback,
@@ -240,44 +222,41 @@ func (n *Node) reverse(ctx context.Context, to peeraddr.Address) (*SecureConn, e
 // ones only when the sender is behind our own router. So a forged CON
 // cannot turn the node into a scanner of our LAN or a reflector at third
 // parties.
-func (n *Node) HandleSignal(m *signal.Message) bool {
-	if m.Type != signal.TypeCon {
-		return false
-	}
+func (n *Node) handleCon(m *signal.Message) {
 	addr, err := peeraddr.Parse(m.SrcAddr)
 	if err != nil {
 		n.cfg.Log.Info("CON with a bad address dropped", "from", m.FromID(), "err", err)
 		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "refused").Inc()
-		return true
+		return
 	}
 	if addr.NodeID != m.FromID() {
 		// Only connect back to the node that asked.
 		n.cfg.Log.Info("CON for another node's address dropped", "from", m.FromID(), "addr_node", addr.NodeID)
 		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "refused").Inc()
-		return true
+		return
 	}
 	if !n.cons.allow(m.FromID()) {
 		n.cfg.Log.Info("CON rate limit", "from", m.FromID())
 		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "limited").Inc()
-		return true
+		return
 	}
 	mine := n.myAddress()
 	if len(safeCandidates(addr, mine)) == 0 {
 		n.cfg.Log.Info("CON with no acceptable address dropped", "from", m.FromID(), "addr", m.SrcAddr)
 		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "refused").Inc()
-		return true
+		return
 	}
 	select {
 	case n.backs <- struct{}{}:
 	default:
 		n.cfg.Metrics.Connects.WithLabelValues("reverse_back", "limited").Inc()
-		return true
+		return
 	}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
 		<-n.backs
-		return true
+		return
 	}
 	n.wg.Add(1)
 	n.mu.Unlock()
@@ -299,7 +278,6 @@ func (n *Node) HandleSignal(m *signal.Message) bool {
 		}
 		n.cfg.OnPipe(sc, Hello{PipeID: m.PipeID, Kind: KindReverse})
 	}()
-	return true
 }
 
 // maxCandidates bounds how many addresses one connect dials.

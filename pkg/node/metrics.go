@@ -8,13 +8,14 @@ type Metrics struct {
 	Duration   *prometheus.HistogramVec // agent_connect_duration_seconds{strategy}
 	Handshakes *prometheus.CounterVec   // agent_handshakes_total{result}
 	Inbound    prometheus.Counter       // agent_inbound_pipes_total
+	Time       prometheus.Histogram     // agent_connect_seconds: time to the first working pipe
 }
 
 // NewMetrics creates the node metrics.
 func NewMetrics() *Metrics {
 	return &Metrics{
 		Connects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agent_connects_total", Help: "Connection attempts by strategy and result.",
+			Name: "agent_connects_total", Help: "Strategy attempts by strategy and result (ok, failed, skipped, lost, cancelled).",
 		}, []string{"strategy", "result"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "agent_connect_duration_seconds", Help: "Time a strategy took, successful or not.",
@@ -23,6 +24,10 @@ func NewMetrics() *Metrics {
 		Handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agent_handshakes_total", Help: "Inbound pipe handshakes by result (ok, failed, busy).",
 		}, []string{"result"}),
+		Time: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "agent_connect_seconds", Help: "Time from a connect request to its first authenticated pipe (successful connects).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}),
 		Inbound: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agent_inbound_pipes_total", Help: "Authenticated inbound pipes handed to the application.",
 		}),
@@ -31,7 +36,7 @@ func NewMetrics() *Metrics {
 
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.Connects, m.Duration, m.Handshakes, m.Inbound} {
+	for _, c := range []prometheus.Collector{m.Connects, m.Duration, m.Time, m.Handshakes, m.Inbound} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -56,6 +56,16 @@ type Config struct {
 	OnPipe func(*SecureConn, Hello)
 	// Timeouts per strategy and for handshakes (defaults 4 s, 10 s, 5 s).
 	DirectTimeout, ReverseTimeout, HandshakeTimeout time.Duration
+	// Strategies are run by Connect, in priority order. Empty: direct and
+	// reverse. Use Node.Direct and Node.Reverse to put the built-in ones in
+	// a longer chain (pkg/agent adds punch and relay).
+	Strategies []Strategy
+	// Delays are the staggered start of each strategy by name (default
+	// DefaultDelay); the first strategy that runs always starts at once.
+	Delays map[string]time.Duration
+	// Deadlines bound each strategy by name (default: DirectTimeout,
+	// ReverseTimeout, else 10 s).
+	Deadlines map[string]time.Duration
 	// MaxHandshakes bounds concurrent inbound handshakes (default 64), and
 	// MaxHandshakesPerIP those from one source address (default 8).
 	MaxHandshakes, MaxHandshakesPerIP int
@@ -134,8 +144,18 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, sem: make(chan struct{}, cfg.MaxHandshakes), backs: make(chan struct{}, cfg.MaxConnectBacks),
 		waiters: map[string]waiter{}, perIP: map[netip.Addr]int{}, cons: newLimiter(cfg.ConRate, cfg.ConBurst, 4096)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if len(n.cfg.Strategies) == 0 {
+		n.cfg.Strategies = []Strategy{n.Direct(), n.Reverse()}
+	}
 	return n, nil
 }
+
+// Direct is the built-in direct strategy: a TCP race to every candidate.
+func (n *Node) Direct() Strategy { return directStrategy{n} }
+
+// Reverse is the built-in reverse strategy: CON over signalling, and the
+// answer to CONs from peers.
+func (n *Node) Reverse() Strategy { return reverseStrategy{n} }
 
 // ID is the node id.
 func (n *Node) ID() string { return identity.NodeID(n.cfg.Identity.Public) }
@@ -235,6 +255,9 @@ func (n *Node) takeSlot(ip netip.Addr) bool {
 	default:
 		return false
 	}
+	if !ip.IsValid() { // not from a listener: global limit only
+		return true
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.perIP[ip] >= n.cfg.MaxHandshakesPerIP {
@@ -246,6 +269,10 @@ func (n *Node) takeSlot(ip netip.Addr) bool {
 }
 
 func (n *Node) releaseSlot(ip netip.Addr) {
+	if !ip.IsValid() {
+		<-n.sem
+		return
+	}
 	n.mu.Lock()
 	if n.perIP[ip]--; n.perIP[ip] <= 0 {
 		delete(n.perIP, ip)
@@ -269,7 +296,7 @@ func (n *Node) inbound(c net.Conn, ip netip.Addr) {
 		return
 	}
 	n.cfg.Metrics.Handshakes.WithLabelValues("ok").Inc()
-	if hello.Kind == KindReverse {
+	if hello.Kind != KindDirect {
 		n.mu.Lock()
 		w, ok := n.waiters[hello.PipeID]
 		if ok && w.peer == sc.RemoteNodeID() {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -352,38 +353,61 @@ func (c *Client) Send(ctx context.Context, peerID string, peerOffsets []int, bod
 		return fmt.Errorf("signal: send: no usable broker among peer offsets %v", peerOffsets)
 	}
 	topic := Topic(peerID)
+	// The message counts as delivered once one broker has taken it: the
+	// other copies go on in the background (bounded by PublishTimeout), so
+	// a frozen broker never slows a send down.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PublishTimeout)
 	results := make(chan error, len(cands))
-	next, inflight, acked := 0, 0, 0
+	next, inflight := 0, 0
 	launch := func() {
 		o := cands[next]
 		next++
 		inflight++
-		go func() { results <- c.publish(ctx, o, topic, env) }()
+		go func() { results <- c.publish(bg, o, topic, env) }()
 	}
 	for next < len(cands) && inflight < c.cfg.Copies {
 		launch()
 	}
-	var errs []error
-	for inflight > 0 {
-		err := <-results
-		inflight--
-		if err == nil {
-			acked++
-			continue
+	var errs []string
+	delivered := false
+wait:
+	for {
+		if inflight == 0 {
+			if next < len(cands) && ctx.Err() == nil {
+				launch()
+				continue
+			}
+			break
 		}
-		errs = append(errs, err)
-		if acked+inflight < c.cfg.Copies && next < len(cands) && ctx.Err() == nil {
-			launch()
+		select {
+		case err := <-results:
+			inflight--
+			if err == nil {
+				delivered = true
+				break wait
+			}
+			errs = append(errs, err.Error())
+			if next < len(cands) && ctx.Err() == nil {
+				launch() // keep Copies under way
+			}
+		case <-ctx.Done():
+			errs = append(errs, "gave up waiting: "+ctx.Err().Error())
+			break wait
 		}
 	}
-	if acked == 0 {
-		return fmt.Errorf("signal: send %s: no broker took the message: %w", body.Type, errors.Join(errs...))
+	go func() { // reap the copies still under way, then free their context
+		for range inflight {
+			if err := <-results; err != nil {
+				c.log.Debug("signal: a second copy was not taken", "err", err)
+			}
+		}
+		cancel()
+	}()
+	if !delivered {
+		return fmt.Errorf("signal: send %s: no broker took the message: %s", body.Type, strings.Join(errs, "; "))
 	}
 	if c.cfg.Metrics != nil {
 		c.cfg.Metrics.Sent.WithLabelValues(string(body.Type)).Inc()
-	}
-	if len(errs) > 0 {
-		c.log.Debug("signal: sent through fewer brokers than wanted", "acked", acked, "err", errors.Join(errs...))
 	}
 	return nil
 }
@@ -426,11 +450,11 @@ func (c *Client) publishOnce(ctx context.Context, offset int, topic string, env 
 		return err
 	}
 	if !bc.cli.IsConnectionOpen() {
-		return fmt.Errorf("signal: broker %d: not connected", offset)
+		return fmt.Errorf("broker %s: not connected", c.cfg.Brokers[offset].URL)
 	}
 	tok := bc.cli.Publish(topic, 1, false, env)
 	if err := wait(ctx, tok, c.cfg.PublishTimeout); err != nil {
-		return fmt.Errorf("signal: broker %d: publish: %w", offset, err)
+		return fmt.Errorf("broker %s: publish: %w", c.cfg.Brokers[offset].URL, err)
 	}
 	return nil
 }
@@ -458,7 +482,7 @@ func (c *Client) conn(ctx context.Context, offset int) (*brokerConn, error) {
 		return bc, nil
 	}
 	if err := wait(ctx, bc.cli.Connect(), c.cfg.ConnectTimeout); err != nil {
-		return nil, fmt.Errorf("signal: broker %d: connect: %w", offset, err)
+		return nil, fmt.Errorf("broker %s: connect: %w", c.cfg.Brokers[offset].URL, err)
 	}
 	return bc, nil
 }

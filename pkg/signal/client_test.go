@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,10 +123,57 @@ func TestClientDeliversOnce(t *testing.T) {
 			t.Errorf("message from %s, want alice", m.FromID())
 		}
 	}
-	if got := testutil.ToFloat64(alice.metrics.Publishes); got != 2*n {
-		t.Errorf("alice acknowledged publishes = %v, want %d", got, 2*n)
-	}
+	waitFor(t, "both copies acknowledged", func() bool {
+		return testutil.ToFloat64(alice.metrics.Publishes) == 2*n
+	})
 	metricstest.Lint(t, bob.reg, "agent")
+}
+
+// A frozen broker (SIGSTOP: connected but silent) does not hold a send up:
+// the send returns once the other broker took the message, before the
+// frozen broker's publish has even timed out, and the message arrives.
+func TestClientSendNotHeldByFrozenBroker(t *testing.T) {
+	a, b := startMosquitto(t, "", ""), startMosquitto(t, "", "")
+	brokers := []Broker{{URL: a.url()}, {URL: b.url()}}
+	alice := startPeer(t, brokers, []int{0, 1})
+	bob := startPeer(t, brokers, []int{0, 1})
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer a.cmd.Process.Signal(syscall.SIGCONT)
+	for i := range 3 {
+		send(t, alice, bob, []int{0, 1}, fmt.Sprintf("frozen-%d", i))
+		if e := testutil.ToFloat64(alice.metrics.PubErrors); e != 0 {
+			t.Fatalf("send %d returned only after a publish failed (%v errors): it waited for the frozen broker", i, e)
+		}
+	}
+	waitFor(t, "every message through the live broker", func() bool { return bob.inbox.count("") == 3 })
+}
+
+// When no broker takes a message, the error names every broker and its
+// cause on one line.
+func TestClientSendErrorNamesBrokers(t *testing.T) {
+	a, b := startMosquitto(t, "", ""), startMosquitto(t, "", "")
+	brokers := []Broker{{URL: a.url()}, {URL: b.url()}}
+	alice := startPeer(t, brokers, []int{0, 1})
+	bob := startPeer(t, brokers, []int{0, 1})
+	a.stop()
+	b.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := alice.client.Send(ctx, bob.id.NodeID(), []int{0, 1}, Body{Type: TypeEcho, PipeID: "dead", TTL: 30})
+	if err == nil {
+		t.Fatal("send with both brokers down succeeded")
+	}
+	msg := err.Error()
+	for _, u := range []string{a.url(), b.url()} {
+		if !strings.Contains(msg, u) {
+			t.Errorf("error %q does not name broker %s", msg, u)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error spans lines: %q", msg)
+	}
 }
 
 // A peer listening on a broker we are not subscribed to is reached through a
