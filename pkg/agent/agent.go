@@ -22,7 +22,6 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/pipe"
 	"github.com/p2pd-go/p2pd/pkg/portmap"
 	"github.com/p2pd-go/p2pd/pkg/signal"
-	"github.com/p2pd-go/p2pd/pkg/stun"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -96,6 +95,11 @@ type Agent struct {
 	wg      sync.WaitGroup
 	addr    peeraddr.Address
 	offsets []int
+	// stunNotes says, per local address, what STUN could not tell
+	// (stunUDPBlocked, stunNone); absent when all went well.
+	stunNotes map[netip.Addr]string
+	// nodeMapped is the node port's external mapping per NIC address.
+	nodeMapped map[netip.Addr]netip.AddrPort
 }
 
 // New checks cfg; Start brings the agent up.
@@ -195,6 +199,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		return fmt.Errorf("agent: signalling: %w", err)
 	}
 	a.stop = make(chan struct{})
+	a.holdNodePorts(ctx)
 	if !a.cfg.NoPortMap {
 		a.mapPort(ctx)
 	}
@@ -364,13 +369,6 @@ func (a *Agent) resolver() netif.Resolver {
 				servers = append(servers, s)
 			}
 		}
-		if len(servers) == 0 {
-			return netip.Addr{}, fmt.Errorf("no STUN server for %s", local)
-		}
-		ap, err := stun.ExternalAddr(ctx, stun.ExternalConfig{Net: a.cfg.Net, Local: netip.AddrPortFrom(local, 0), Servers: servers})
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		return ap.Addr(), nil
+		return a.externalIP(ctx, local, servers)
 	})
 }

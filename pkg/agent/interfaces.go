@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	natpkg "github.com/p2pd-go/p2pd/pkg/nat"
 	"github.com/p2pd-go/p2pd/pkg/netif"
 	"github.com/p2pd-go/p2pd/pkg/peeraddr"
 )
@@ -37,21 +38,7 @@ func (a *Agent) loadInterfaces(ctx context.Context) error {
 		ifc := netif.Interface{Name: nic.Name, Index: len(ifs), OSIndex: nic.Index, MAC: nic.MAC,
 			IsDefault: map[int]bool{}, Routes: routes, NAT: defaultNAT}
 		if r4 := routes[netif.AF4]; len(r4) > 0 {
-			switch {
-			case r4[0].Public():
-				ifc.NAT = openNAT
-			case !a.cfg.SkipNATProfile:
-				profile := a.cfg.Profile
-				if profile == nil {
-					profile = a.stunProfiler()
-				}
-				nat, err := profile(ctx, r4[0].NICIP())
-				if err != nil {
-					a.cfg.Log.Warn("NAT profile failed; assuming port-restricted cone", "if", nic.Name, "err", err)
-				} else {
-					ifc.NAT = nat
-				}
-			}
+			ifc.NAT = a.interfaceNAT(ctx, nic, r4[0])
 		} else {
 			ifc.NAT = openNAT // IPv6 only: no translation
 		}
@@ -68,7 +55,7 @@ func (a *Agent) loadInterfaces(ctx context.Context) error {
 				continue
 			}
 			nat := ifc.NAT
-			if af == netif.AF6 || rs[0].Public() {
+			if af == netif.AF6 || (rs[0].Public() && nat.Type != int(natpkg.BlockedNAT)) {
 				nat = openNAT
 			}
 			nt, dt, dv := addressNAT(nat)

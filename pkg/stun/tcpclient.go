@@ -24,10 +24,17 @@ type TCPConn struct {
 
 // DialTCP connects to server through n (nil: sock.Host).
 func DialTCP(ctx context.Context, n sock.Net, server netip.AddrPort) (*TCPConn, error) {
+	return DialTCPWith(ctx, n, server, sock.Options{})
+}
+
+// DialTCPWith connects with socket options: from a chosen local port shared
+// with a listener (SO_REUSEPORT), the connection learns, and while it stays
+// open keeps, the NAT mapping of that port.
+func DialTCPWith(ctx context.Context, n sock.Net, server netip.AddrPort, o sock.Options) (*TCPConn, error) {
 	if n == nil {
 		n = sock.Host
 	}
-	c, err := n.DialContext(ctx, "tcp", server.String())
+	c, err := sock.Dial(ctx, n, "tcp", server.String(), o)
 	if err != nil {
 		return nil, fmt.Errorf("stun: dial tcp %s: %w", server, err)
 	}
