@@ -3,6 +3,8 @@
 package testbin
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,13 +29,16 @@ func Build(t testing.TB, pkg string) string {
 	if p, ok := built[pkg]; ok {
 		return p
 	}
-	// One shared directory, rebuilt into by every test process (the Go build
-	// cache makes that cheap) and replaced atomically, so nothing piles up.
-	dir := filepath.Join(os.TempDir(), "p2pd-testbin")
+	// One directory per checkout, rebuilt into by every test process (the
+	// Go build cache makes that cheap) and replaced atomically, so nothing
+	// piles up and two checkouts tested at once never run each other's
+	// binaries.
+	root := moduleRoot(t)
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(os.TempDir(), "p2pd-testbin-"+hex.EncodeToString(sum[:6]))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatalf("testbin: %v", err)
 	}
-	root := moduleRoot(t)
 	out := filepath.Join(dir, filepath.Base(pkg))
 	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
 	cmd := exec.Command("go", "build", "-o", tmp, "./"+strings.TrimPrefix(pkg, "./"))

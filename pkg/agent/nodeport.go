@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/p2pd-go/p2pd/pkg/nat"
 	"github.com/p2pd-go/p2pd/pkg/netif"
 	"github.com/p2pd-go/p2pd/pkg/node"
 	"github.com/p2pd-go/p2pd/pkg/stun"
@@ -141,8 +142,23 @@ func (a *Agent) setNodeMapping(local, mapped netip.AddrPort) {
 		a.cfg.Log.Info("node port mapping", "local", local, "external", mapped)
 	}
 	for i, b := range a.addr.IPv4 {
-		if b.NIC == local.Addr() && b.Ext == mapped.Addr() {
+		// A symmetric NAT maps per destination: the port seen by the
+		// STUN server says nothing about the one a peer would reach.
+		if b.NIC == local.Addr() && b.Ext == mapped.Addr() && b.NATType != int(nat.SymmetricNAT) {
 			a.addr.IPv4[i].Port = mapped.Port()
+		}
+	}
+}
+
+// advertiseForwarded marks the IPv4 blocks on ext as open: the gateway
+// forwards the node port there (NAT-PMP/UPnP), so peers may dial it.
+func (a *Agent) advertiseForwarded(ext netip.AddrPort) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, b := range a.addr.IPv4 {
+		if b.Ext == ext.Addr() {
+			a.addr.IPv4[i].NATType = int(nat.OpenInternet)
+			a.addr.IPv4[i].Port = ext.Port()
 		}
 	}
 }

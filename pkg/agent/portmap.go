@@ -37,6 +37,7 @@ func (a *Agent) mapPort(ctx context.Context) {
 	a.mu.Lock()
 	a.mapping = m
 	a.mu.Unlock()
+	a.advertiseForwarded(m.External)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/p2pd-go/p2pd/pkg/identity"
+	"github.com/p2pd-go/p2pd/pkg/nat"
 	"github.com/p2pd-go/p2pd/pkg/peeraddr"
 	"github.com/p2pd-go/p2pd/pkg/signal"
 )
@@ -36,6 +37,9 @@ func (d directStrategy) Plan(a Attempt) string {
 	if len(Candidates(a.To, a.Mine)) == 0 {
 		return "the peer address has no reachable candidate"
 	}
+	if !Reachable(a.To, a.Mine) {
+		return "the peer's NAT filters unsolicited connections (no open or full-cone block, not behind our router)"
+	}
 	return ""
 }
 
@@ -48,11 +52,29 @@ type reverseStrategy struct{ n *Node }
 
 func (reverseStrategy) Name() string { return Reverse }
 
-func (r reverseStrategy) Plan(Attempt) string {
+func (r reverseStrategy) Plan(a Attempt) string {
 	if r.n.cfg.Signal == nil || r.n.cfg.Address == nil {
 		return "no signalling configured"
 	}
+	if a.Mine.NodeID != "" && !Reachable(a.Mine, a.To) {
+		return "our NAT filters unsolicited connections, so the peer cannot connect back (no open or full-cone block, not behind its router)"
+	}
 	return ""
+}
+
+// Reachable reports whether a TCP connection from the node at from can get
+// into the node at to without punching: to has a block that is open or
+// behind a full-cone NAT (IPv6 blocks say open), or the two share a router.
+// A node whose gateway forwards its port advertises that block as open.
+func Reachable(to, from peeraddr.Address) bool {
+	for _, fam := range [][2][]peeraddr.Block{{to.IPv4, from.IPv4}, {to.IPv6, from.IPv6}} {
+		for _, b := range fam[0] {
+			if b.NATType == int(nat.OpenInternet) || b.NATType == int(nat.FullCone) || sameRouter(b, fam[1]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (r reverseStrategy) Connect(ctx context.Context, a Attempt) (*SecureConn, error) {
