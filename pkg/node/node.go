@@ -56,10 +56,9 @@ type Config struct {
 	OnPipe func(*SecureConn, Hello)
 	// Timeouts per strategy and for handshakes (defaults 4 s, 10 s, 5 s).
 	DirectTimeout, ReverseTimeout, HandshakeTimeout time.Duration
-	// Strategies are run by Connect, in priority order. Empty: direct and
-	// reverse. Use Node.Direct and Node.Reverse to put the built-in ones in
-	// a longer chain (pkg/agent adds punch and relay).
-	Strategies []Strategy
+	// Extra are strategies run after the built-in direct and reverse, in
+	// priority order (pkg/agent adds punch and relay). Names must differ.
+	Extra []Strategy
 	// Delays are the staggered start of each strategy by name (default
 	// DefaultDelay); the first strategy that runs always starts at once.
 	Delays map[string]time.Duration
@@ -93,6 +92,8 @@ type Node struct {
 	wg      sync.WaitGroup
 	ctx     context.Context
 	cancel  context.CancelFunc
+	// strategies are direct, reverse, then Config.Extra.
+	strategies []Strategy
 }
 
 type waiter struct {
@@ -144,18 +145,16 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, sem: make(chan struct{}, cfg.MaxHandshakes), backs: make(chan struct{}, cfg.MaxConnectBacks),
 		waiters: map[string]waiter{}, perIP: map[netip.Addr]int{}, cons: newLimiter(cfg.ConRate, cfg.ConBurst, 4096)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	if len(n.cfg.Strategies) == 0 {
-		n.cfg.Strategies = []Strategy{n.Direct(), n.Reverse()}
+	n.strategies = append([]Strategy{directStrategy{n}, reverseStrategy{n}}, cfg.Extra...)
+	seen := map[string]bool{}
+	for _, s := range n.strategies {
+		if seen[s.Name()] {
+			return nil, fmt.Errorf("node: two strategies named %q", s.Name())
+		}
+		seen[s.Name()] = true
 	}
 	return n, nil
 }
-
-// Direct is the built-in direct strategy: a TCP race to every candidate.
-func (n *Node) Direct() Strategy { return directStrategy{n} }
-
-// Reverse is the built-in reverse strategy: CON over signalling, and the
-// answer to CONs from peers.
-func (n *Node) Reverse() Strategy { return reverseStrategy{n} }
 
 // ID is the node id.
 func (n *Node) ID() string { return identity.NodeID(n.cfg.Identity.Public) }

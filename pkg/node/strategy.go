@@ -13,7 +13,8 @@ import (
 
 // Strategy is one way of opening a pipe to a peer: direct, reverse, punch,
 // relay. The node runs the configured strategies as a race (see Connect);
-// pkg/node holds direct and reverse, pkg/agent wires the others in.
+// pkg/node holds direct and reverse, pkg/agent wires the others in through
+// Config.Extra.
 type Strategy interface {
 	// Name is the strategy's name in reports, metrics and the API.
 	Name() string
@@ -94,7 +95,7 @@ const (
 )
 
 func (n *Node) strategy(name string) Strategy {
-	for _, s := range n.cfg.Strategies {
+	for _, s := range n.strategies {
 		if s.Name() == name {
 			return s
 		}
@@ -104,8 +105,8 @@ func (n *Node) strategy(name string) Strategy {
 
 // StrategyNames lists the configured strategies in priority order.
 func (n *Node) StrategyNames() []string {
-	out := make([]string, len(n.cfg.Strategies))
-	for i, s := range n.cfg.Strategies {
+	out := make([]string, len(n.strategies))
+	for i, s := range n.strategies {
 		out[i] = s.Name()
 	}
 	return out
@@ -280,7 +281,7 @@ func DefaultDelay(name string) time.Duration {
 // HandleSignal hands a signalling message to the strategy that takes its
 // type. It reports false for types no strategy takes.
 func (n *Node) HandleSignal(m *signal.Message) bool {
-	for _, s := range n.cfg.Strategies {
+	for _, s := range n.strategies {
 		h, ok := s.(SignalHandler)
 		if !ok {
 			continue
