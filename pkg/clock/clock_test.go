@@ -263,6 +263,9 @@ func TestFallback(t *testing.T) {
 			if st.LastError == "" {
 				t.Error("no reason given for the missing NTP answer")
 			}
+			if n := counter(t, c, "queries", queryError); n != 2*len(tc.servers) {
+				t.Errorf("%d unanswered queries counted, want %d", n, 2*len(tc.servers))
+			}
 			if e := abs(c.Now().Sub(local.now())); e > few {
 				t.Errorf("the fallback moved the clock by %s", e)
 			}
