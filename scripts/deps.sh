@@ -10,6 +10,7 @@ APT_PACKAGES=(
   coturn                       # turnserver / turnutils_uclient (turnd + stund interop, benchmarks)
   mosquitto mosquitto-clients  # foreign broker and clients (mqttd interop, benchmarks)
   miniupnpd-nftables           # a real NAT-PMP/PCP/UPnP gateway in the lab (port mapping)
+  chrony                       # an NTP server in the lab (pkg/clock)
   ca-certificates
 )
 GO_TOOLS=(
@@ -40,7 +41,7 @@ if ((${#missing[@]})); then
 fi
 
 # Stop daemons a package may have started anyway (only ones the package owns).
-for svc in coturn mosquitto miniupnpd; do
+for svc in coturn mosquitto miniupnpd chrony; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 
