@@ -49,8 +49,9 @@ up: ## run the private stack (stund, turnd, mqttd) plus an agent on loopback (lo
 down: ## stop what `make up` started
 	scripts/stack.sh down
 
-natmatrix: ## connect agents across every NAT pair in the lab
-	@echo "make natmatrix: needs the agent's connection strategies, not built yet" >&2; exit 2
+NATMATRIX_ATTEMPTS ?= 5
+natmatrix: ## connect agents across all 49 NAT pairs in the lab; writes docs/nat-matrix.md (root)
+	P2PD_NATMATRIX=full P2PD_NATMATRIX_ATTEMPTS=$(NATMATRIX_ATTEMPTS) $(GO) test -count=1 -v -timeout 90m -run '^TestNATMatrix$$' ./internal/natmatrix/
 
 images: ## build FROM-scratch Docker images
 	@echo "make images: deploy/ Dockerfiles are not built yet" >&2; exit 2
