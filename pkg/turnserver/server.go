@@ -28,6 +28,7 @@ import (
 	"github.com/pion/turn/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/p2pd-go/p2pd/internal/pionlog"
 	"github.com/p2pd-go/p2pd/internal/sock"
 )
 
@@ -192,7 +193,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	pc := turn.ServerConfig{
 		Realm:         cfg.Realm,
 		AuthHandler:   f.auth.Handler,
-		LoggerFactory: pionLogs{log: log},
+		LoggerFactory: pionlog.Factory{Log: log},
 	}
 	for _, c := range s.udp {
 		pc.PacketConnConfigs = append(pc.PacketConnConfigs, turn.PacketConnConfig{

@@ -1,4 +1,5 @@
-package turnserver
+// Package pionlog sends pion's log lines (pion/turn, pion/stun) to slog.
+package pionlog
 
 import (
 	"context"
@@ -8,13 +9,14 @@ import (
 	"github.com/pion/logging"
 )
 
-// pionLogs sends pion's log lines to slog. pion logs a line per malformed or
-// unexpected datagram, which anyone on the internet can cause, so everything
-// it says is logged at debug level; turnd logs what matters itself.
-type pionLogs struct{ log *slog.Logger }
+// Factory is a pion logging.LoggerFactory writing to log. pion logs a line per
+// malformed or unexpected datagram, which anyone on the internet can cause, so
+// everything it says is logged at debug level; callers log what matters
+// themselves.
+type Factory struct{ Log *slog.Logger }
 
-func (p pionLogs) NewLogger(scope string) logging.LeveledLogger {
-	return pionLogger{log: p.log.With("pion", scope)}
+func (p Factory) NewLogger(scope string) logging.LeveledLogger {
+	return pionLogger{log: p.Log.With("pion", scope)}
 }
 
 type pionLogger struct{ log *slog.Logger }
