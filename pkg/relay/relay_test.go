@@ -1,0 +1,223 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/p2pd-go/p2pd/internal/metricstest"
+	"github.com/p2pd-go/p2pd/internal/testcert"
+)
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{Servers: []Server{{Addr: "127.0.0.1:3478"}}, Username: "u", Password: "p"}
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"no servers", func(c *Config) { c.Servers = nil }, "no TURN servers"},
+		{"no port", func(c *Config) { c.Servers = []Server{{Addr: "127.0.0.1"}} }, "127.0.0.1"},
+		{"bad port", func(c *Config) { c.Servers = []Server{{Addr: "127.0.0.1:99999"}} }, "bad port"},
+		{"no host", func(c *Config) { c.Servers = []Server{{Addr: ":3478"}} }, "no host"},
+		{"bad transport", func(c *Config) { c.Servers = []Server{{Addr: "127.0.0.1:3478", Transport: "sctp"}} }, "sctp"},
+		{"no password", func(c *Config) { c.Password = "" }, "password"},
+		{"negative", func(c *Config) { c.KeepAlive = -time.Second }, "KeepAlive"},
+		{"retry order", func(c *Config) { c.RetryMin, c.RetryMax = time.Minute, time.Second }, "RetryMax"},
+		{"keepalive vs lifetime", func(c *Config) { c.KeepAlive, c.Lifetime = time.Hour, time.Minute }, "shorter"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.edit(&c)
+			_, err := New(c)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestServerAttempts(t *testing.T) {
+	tests := []struct {
+		s    Server
+		want string
+	}{
+		{Server{Addr: "192.0.2.1:3478"}, "udp 192.0.2.1:3478,tcp 192.0.2.1:3478,tls 192.0.2.1:5349"},
+		{Server{Addr: "192.0.2.1:5349"}, "udp 192.0.2.1:5349,tcp 192.0.2.1:5349,tls 192.0.2.1:5349"},
+		{Server{Addr: "[2001:db8::1]:3478", Transport: TCP}, "tcp [2001:db8::1]:3478"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.s.Addr, func(t *testing.T) {
+			var got []string
+			for _, a := range tc.s.attempts() {
+				got = append(got, a.transport+" "+a.addr)
+			}
+			if strings.Join(got, ",") != tc.want {
+				t.Fatalf("attempts = %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestStreamOverTurnd moves 1 MiB each way between two clients of our turnd,
+// over each transport to the server.
+func TestStreamOverTurnd(t *testing.T) {
+	cert := testcert.New(t, "127.0.0.1")
+	d := startTurnd(t, "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
+	tlsConf := &tls.Config{RootCAs: cert.Pool}
+	for _, transport := range []string{UDP, TCP, TLS} {
+		t.Run(transport, func(t *testing.T) {
+			cfg := Config{Servers: []Server{d.server(transport)}, TLS: tlsConf}
+			a, regA := newClient(t, cfg)
+			b, _ := newClient(t, cfg)
+			if a.Transport() != transport {
+				t.Fatalf("Transport() = %q, want %q", a.Transport(), transport)
+			}
+			ca, cb := pair(t, a, b)
+			sendAndCheck(t, ca, cb, 1<<20)
+			ca2, cb2 := pair(t, b, a)
+			sendAndCheck(t, ca2, cb2, 1<<20)
+			if v := testutil.ToFloat64(a.m.bytes.WithLabelValues("out")); v < 1<<20 {
+				t.Errorf("agent_relay_bytes_total{dir=out} = %v, want >= 1 MiB", v)
+			}
+			metricstest.Lint(t, regA, "agent")
+		})
+	}
+}
+
+// TestUDPUnansweredFallsBackToTCP: a server without UDP (as a network that
+// drops UDP looks) is reached over TCP, and Start's error is not needed.
+func TestUDPUnansweredFallsBackToTCP(t *testing.T) {
+	d := startTurnd(t, "--no-udp")
+	cfg := Config{Servers: []Server{{Addr: d.server(UDP).Addr}}, DialTimeout: time.Second}
+	a, _ := newClient(t, cfg)
+	b, _ := newClient(t, cfg)
+	if a.Transport() != TCP {
+		t.Fatalf("Transport() = %q, want tcp", a.Transport())
+	}
+	ca, cb := pair(t, a, b)
+	sendAndCheck(t, ca, cb, 256<<10)
+}
+
+// TestStartNamesEveryServer: with nothing to allocate on, Start fails with
+// an error naming each server and transport tried, and keeps retrying: a
+// server that comes up later is used.
+func TestStartNamesEveryServer(t *testing.T) {
+	p1, p2 := loopPort(t), loopPort(t)
+	s1 := Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(p1)), Transport: TCP}
+	s2 := Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(p2)), Transport: UDP}
+	c, err := New(Config{Servers: []Server{s1, s2}, Username: testUser, Password: testPass,
+		DialTimeout: 500 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Start(context.Background())
+	if err == nil {
+		t.Fatal("Start succeeded with no server")
+	}
+	for _, want := range []string{s1.Addr + " over tcp", s2.Addr + " over udp", "refused", "no answer"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Start error %q does not mention %q", err, want)
+		}
+	}
+	if _, err := c.Dial(context.Background(), netip.MustParseAddrPort("127.0.0.1:1")); !errors.Is(err, ErrNoAllocation) {
+		t.Errorf("Dial without allocation: %v, want ErrNoAllocation", err)
+	}
+}
+
+// TestRestartBreaksPipeAndReallocates kills turnd mid-stream and starts it
+// again: the stream fails naming the lost allocation, the client allocates
+// again by itself, and a new stream works.
+func TestRestartBreaksPipeAndReallocates(t *testing.T) {
+	d := startTurnd(t)
+	for _, transport := range []string{UDP, TCP} {
+		t.Run(transport, func(t *testing.T) {
+			cfg := Config{Servers: []Server{d.server(transport)}, KeepAlive: 300 * time.Millisecond,
+				RetryMin: 100 * time.Millisecond, RetryMax: 500 * time.Millisecond}
+			a, regA := newClient(t, cfg)
+			b, _ := newClient(t, cfg)
+			ca, cb := pair(t, a, b)
+			if _, err := ca.Write([]byte("before")); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 6)
+			if _, err := io.ReadFull(cb, buf); err != nil {
+				t.Fatal(err)
+			}
+			changed := a.Changed()
+			d.kill()
+			d.start()
+			_ = cb.SetReadDeadline(time.Now().Add(time.Minute))
+			_, err := cb.Read(buf)
+			if !errors.Is(err, ErrAllocationLost) {
+				t.Fatalf("read on a stream whose allocation died: %v, want ErrAllocationLost", err)
+			}
+			if !strings.Contains(err.Error(), d.server(transport).Addr) {
+				t.Errorf("error %q does not name the server", err)
+			}
+			if _, err := ca.Write(buf); err == nil {
+				// The write may be buffered before the loss is seen; a
+				// second one after the loss must fail.
+				eventually(t, time.Minute, "write fails", func() bool { _, err := ca.Write(buf); return err != nil })
+			}
+			<-changed
+			eventually(t, time.Minute, "both re-allocated", func() bool {
+				_, okA := a.RelayAddr()
+				_, okB := b.RelayAddr()
+				return okA && okB
+			})
+			ca2, cb2 := pair(t, a, b)
+			sendAndCheck(t, ca2, cb2, 64<<10)
+			if v := testutil.ToFloat64(a.m.reallocations); v < 1 {
+				t.Errorf("agent_relay_reallocations_total = %v, want >= 1", v)
+			}
+			metricstest.Lint(t, regA, "agent")
+		})
+	}
+}
+
+// TestCloseReleases: Close gives the allocation back at once (turnd's
+// allocation gauge drops), and the client's own gauge goes to 0.
+func TestCloseReleases(t *testing.T) {
+	d := startTurnd(t)
+	a, _ := newClient(t, Config{Servers: []Server{d.server(UDP)}})
+	b, _ := newClient(t, Config{Servers: []Server{d.server(TCP)}})
+	_ = b
+	if v := d.metric("turnd_allocations_active"); v != 2 {
+		t.Fatalf("turnd_allocations_active = %v, want 2", v)
+	}
+	if testutil.ToFloat64(a.m.active) != 1 {
+		t.Fatal("agent_relay_allocation_active is not 1")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "turnd_allocations_active drops to 1", func() bool { return d.metric("turnd_allocations_active") == 1 })
+	if testutil.ToFloat64(a.m.active) != 0 {
+		t.Error("agent_relay_allocation_active is not 0 after Close")
+	}
+	if _, ok := a.RelayAddr(); ok {
+		t.Error("RelayAddr after Close")
+	}
+	if _, err := a.Accept(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Accept after Close: %v, want ErrClosed", err)
+	}
+}
