@@ -235,7 +235,9 @@ func (a *allocation) keepAlive() {
 			return
 		case <-t.C:
 		}
-		if err := a.refresh(a.cfg.Lifetime); err != nil {
+		err := a.refresh(a.cfg.Lifetime)
+		a.m.refreshes.WithLabelValues(result(err)).Inc()
+		if err != nil {
 			a.end(fmt.Errorf("refresh: %w", err), false)
 			return
 		}

@@ -12,6 +12,7 @@ type metrics struct {
 	active        prometheus.Gauge
 	reallocations prometheus.Counter
 	losses        prometheus.Counter
+	refreshes     *prometheus.CounterVec // result: ok, error
 	bytes         *prometheus.CounterVec // dir: in, out
 	dropped       *prometheus.CounterVec // reason: oversize, malformed, foreign
 	streams       *prometheus.CounterVec // dir: dial, accept; result: ok, error
@@ -28,6 +29,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "agent_relay_reallocations_total", Help: "Allocations made again after the standing one was lost."}),
 		losses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agent_relay_allocation_losses_total", Help: "Standing allocations lost (437, no answer to a refresh, server connection closed)."}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agent_relay_refreshes_total", Help: "Refreshes of the standing allocation (every keep-alive period), by result (ok, error)."}, []string{"result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agent_relay_bytes_total", Help: "Datagram payload bytes through the allocation, by direction (in, out)."}, []string{"dir"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -39,6 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, r := range []string{"ok", "error"} {
 		m.allocations.WithLabelValues(r)
+		m.refreshes.WithLabelValues(r)
 		for _, d := range []string{"dial", "accept"} {
 			m.streams.WithLabelValues(d, r)
 		}
@@ -52,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.allocations, m.active, m.reallocations, m.losses, m.bytes, m.dropped, m.streams, m.streamsActive} {
+	for _, c := range []prometheus.Collector{m.allocations, m.active, m.reallocations, m.losses, m.refreshes, m.bytes, m.dropped, m.streams, m.streamsActive} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
