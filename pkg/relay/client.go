@@ -279,6 +279,11 @@ func (c *Client) Dial(ctx context.Context, peer netip.AddrPort) (net.Conn, error
 		if lost := a.lost(); lost != nil {
 			err = lost
 		}
+		var idle *quic.IdleTimeoutError
+		var hs *quic.HandshakeTimeoutError
+		if errors.As(err, &idle) || errors.As(err, &hs) {
+			return nil, fmt.Errorf("relay: dial %s from %s: no answer (has the peer permitted %s?): %w", peer, a.addr, a.addr, err)
+		}
 		return nil, fmt.Errorf("relay: dial %s from %s: %w", peer, a.addr, err)
 	}
 	return conn, nil
@@ -303,7 +308,10 @@ func (c *Client) acceptLoop(a *allocation) {
 	for {
 		qc, err := a.ln.Accept(context.Background())
 		if err != nil {
-			return // the allocation ended
+			// Normally the allocation ended; if the QUIC transport died on
+			// its own, the allocation is useless: end it so a new one is made.
+			a.end(fmt.Errorf("quic transport: %w", err), false)
+			return
 		}
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

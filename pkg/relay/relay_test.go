@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/turn/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/p2pd-go/p2pd/internal/metricstest"
@@ -220,4 +221,53 @@ func TestCloseReleases(t *testing.T) {
 	if _, err := a.Accept(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Accept after Close: %v, want ErrClosed", err)
 	}
+}
+
+// TestOversizeDatagramDropped: a permitted peer sending a datagram larger
+// than any QUIC packet must not kill the QUIC transport (pion reports it as
+// io.ErrShortBuffer): it is dropped and counted, and streams keep working.
+func TestOversizeDatagramDropped(t *testing.T) {
+	d := startTurnd(t)
+	a, _ := newClient(t, Config{Servers: []Server{d.server(UDP)}})
+	b, _ := newClient(t, Config{Servers: []Server{d.server(UDP)}})
+
+	// A plain pion client as the misbehaving peer.
+	sock, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	tc, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: d.server(UDP).Addr, TURNServerAddr: d.server(UDP).Addr,
+		Username: testUser, Password: testPass, Conn: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if err := tc.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := tc.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rawAddr := raw.LocalAddr().(*net.UDPAddr).AddrPort()
+	if err := a.Permit(ctx, rawAddr); err != nil {
+		t.Fatal(err)
+	}
+	target := net.UDPAddrFromAddrPort(relayAddrOf(t, a))
+	// Larger than quic-go's 1452-byte read buffer, small enough for the
+	// server's 1500-byte one once pion's channel binding is up (ChannelData
+	// adds 4 bytes; the first Send indications are too big and are lost).
+	big := make([]byte, 1480)
+	eventually(t, 30*time.Second, "an oversize datagram is counted", func() bool {
+		if _, err := raw.WriteTo(big, target); err != nil {
+			t.Fatal(err)
+		}
+		return testutil.ToFloat64(a.m.dropped.WithLabelValues("oversize")) > 0
+	})
+	ca, cb := pair(t, b, a)
+	sendAndCheck(t, ca, cb, 64<<10)
 }
