@@ -271,3 +271,45 @@ func TestOversizeDatagramDropped(t *testing.T) {
 	ca, cb := pair(t, b, a)
 	sendAndCheck(t, ca, cb, 64<<10)
 }
+
+// TestConnSemantics: deadlines time out as net.Errors, Close ends the
+// peer's reads with EOF, our own reads and writes after Close fail with
+// net.ErrClosed, and a Dial to a peer that never permitted us fails naming
+// the likely cause.
+func TestConnSemantics(t *testing.T) {
+	d := startTurnd(t)
+	a, _ := newClient(t, Config{Servers: []Server{d.server(UDP)}, IdleTimeout: 3 * time.Second})
+	b, _ := newClient(t, Config{Servers: []Server{d.server(UDP)}})
+	ca, cb := pair(t, a, b)
+
+	_ = cb.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	var ne net.Error
+	if _, err := cb.Read(make([]byte, 1)); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read past the deadline: %v, want a timeout", err)
+	}
+	_ = cb.SetReadDeadline(time.Time{})
+	if _, err := ca.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(cb)
+	if err != nil || string(got) != "x" {
+		t.Fatalf("peer read after Close: %q, %v; want \"x\" then EOF", got, err)
+	}
+	if _, err := ca.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("read after Close: %v, want net.ErrClosed", err)
+	}
+	if _, err := ca.Write([]byte("y")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after Close: %v, want net.ErrClosed", err)
+	}
+
+	// A client that permitted nobody: our packets never reach it.
+	c, _ := newClient(t, Config{Servers: []Server{d.server(UDP)}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := a.Dial(ctx, relayAddrOf(t, c)); err == nil || !strings.Contains(err.Error(), "permitted") {
+		t.Fatalf("dial to a peer that did not permit us: %v, want a hint at the permission", err)
+	}
+}
