@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -145,33 +144,6 @@ func result(err error) string {
 	return "ok"
 }
 
-// round tries every server and transport in order until one allocates.
-func (c *Client) round() (*allocation, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-c.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	var errs []string
-	for _, s := range c.cfg.Servers {
-		for _, at := range s.attempts() {
-			a, err := allocate(ctx, &c.cfg, c.m, at, c.cfg.TLS, c.serverTLS, c.qconf)
-			if err == nil {
-				return a, nil
-			}
-			if ctx.Err() != nil {
-				return nil, ErrClosed
-			}
-			errs = append(errs, fmt.Sprintf("%s over %s: %v", at.addr, at.transport, err))
-		}
-	}
-	return nil, fmt.Errorf("relay: no TURN server allocated: %s", strings.Join(errs, "; "))
-}
-
 func (c *Client) set(a *allocation, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -250,7 +222,17 @@ func (c *Client) Permit(ctx context.Context, peers ...netip.AddrPort) error {
 		addrs = append(addrs, net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.Addr().Unmap(), p.Port())))
 	}
 	res := make(chan error, 1)
-	go func() { res <- a.tc.CreatePermission(addrs...) }()
+	go func() {
+		var err error
+		// pion answers a 438 (stale nonce) with "try again" after taking
+		// the new nonce.
+		for try := 0; try < 3; try++ {
+			if err = a.tc.CreatePermission(addrs...); err == nil || err.Error() != "try again" {
+				break
+			}
+		}
+		res <- err
+	}()
 	select {
 	case err := <-res:
 		if err != nil {

@@ -125,6 +125,10 @@ type Config struct {
 	// DialTimeout bounds connecting to one server (TCP/TLS connect and the
 	// Allocate transaction). Zero: 5 s.
 	DialTimeout time.Duration
+	// FallbackDelay is the head start each transport of a server gets over
+	// the next one (udp, then tcp, then tls race with staggered starts; a
+	// failure starts the next at once). Zero: 1 s.
+	FallbackDelay time.Duration
 	// IdleTimeout closes a relayed stream whose peer has sent nothing for
 	// this long (QUIC keep-alives flow every 15 s, so only a dead path is
 	// idle). Zero: 30 s.
@@ -156,7 +160,7 @@ func (c *Config) validate() error {
 		return errors.New("relay: TURN username and password are required")
 	}
 	for name, d := range map[string]time.Duration{"KeepAlive": c.KeepAlive, "Lifetime": c.Lifetime,
-		"RetryMin": c.RetryMin, "RetryMax": c.RetryMax, "DialTimeout": c.DialTimeout, "IdleTimeout": c.IdleTimeout} {
+		"RetryMin": c.RetryMin, "RetryMax": c.RetryMax, "DialTimeout": c.DialTimeout, "IdleTimeout": c.IdleTimeout, "FallbackDelay": c.FallbackDelay} {
 		if d < 0 {
 			return fmt.Errorf("relay: %s %v is negative", name, d)
 		}
@@ -183,6 +187,7 @@ func (c *Config) defaults() {
 	set(&c.RetryMax, 30*time.Second)
 	set(&c.DialTimeout, 5*time.Second)
 	set(&c.IdleTimeout, 30*time.Second)
+	set(&c.FallbackDelay, time.Second)
 	if c.Net == nil {
 		c.Net = sock.Host
 	}
