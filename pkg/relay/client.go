@@ -81,27 +81,40 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cur != nil {
+	switch {
+	case c.cur != nil:
 		return nil
+	case c.lastErr != nil:
+		return c.lastErr
 	}
-	return c.lastErr
+	return ErrClosed // closed during the first round
 }
+
+// stableAfter is how long an allocation must have lived for its loss to be
+// retried at once with the backoff reset.
+const stableAfter = 30 * time.Second
 
 // run is the allocation loop.
 func (c *Client) run() {
 	defer c.wg.Done()
 	backoff := c.cfg.RetryMin
-	first := true
+	first, hadOne := true, false
 	for {
 		a, err := c.round()
+		if errors.Is(err, ErrClosed) {
+			if first {
+				close(c.firstRound)
+			}
+			return
+		}
 		c.m.allocations.WithLabelValues(result(err)).Inc()
 		if err == nil {
-			if !first {
+			if hadOne {
 				c.m.reallocations.Inc()
 			}
+			hadOne = true
 			c.set(a, nil)
 			c.cfg.Log.Info("relay: allocated", "server", a.at.addr, "transport", a.at.transport, "relay", a.addr.String())
-			backoff = c.cfg.RetryMin
 			c.wg.Add(1)
 			go c.acceptLoop(a)
 		} else {
@@ -117,10 +130,16 @@ func (c *Client) run() {
 			case <-a.done:
 				c.m.losses.Inc()
 				c.set(nil, a.endErr)
-				c.cfg.Log.Warn("relay: allocation lost", "err", a.endErr, "age", c.cfg.Now().Sub(a.born).Round(time.Second).String())
-				// Retry at once: the server is likely fine (a restart, a
-				// new NAT mapping); backoff applies if that fails.
-				continue
+				age := c.cfg.Now().Sub(a.born)
+				c.cfg.Log.Warn("relay: allocation lost", "err", a.endErr, "age", age.Round(time.Second).String())
+				if age >= stableAfter {
+					// Retry at once: the server is likely fine (a restart,
+					// a new NAT mapping); backoff applies if that fails.
+					backoff = c.cfg.RetryMin
+					continue
+				}
+				// Lost soon after it was made: back off, or a server that
+				// keeps dropping allocations would be hammered.
 			case <-c.done:
 				a.release()
 				c.set(nil, ErrClosed)
