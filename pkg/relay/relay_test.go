@@ -2,7 +2,10 @@ package relay
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -311,5 +314,28 @@ func TestConnSemantics(t *testing.T) {
 	defer cancel()
 	if _, err := a.Dial(ctx, relayAddrOf(t, c)); err == nil || !strings.Contains(err.Error(), "permitted") {
 		t.Fatalf("dial to a peer that did not permit us: %v, want a hint at the permission", err)
+	}
+}
+
+// TestCredentials: an operator-issued TURN REST credential goes in the same
+// fields as a static one; a wrong password fails Start with the server's
+// answer.
+func TestCredentials(t *testing.T) {
+	d := startTurnd(t, "--auth-secret", "rest-secret")
+	user := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + ":bob"
+	mac := hmac.New(sha1.New, []byte("rest-secret"))
+	mac.Write([]byte(user))
+	a, _ := newClient(t, Config{Servers: []Server{d.server(UDP)}, Username: user, Password: base64.StdEncoding.EncodeToString(mac.Sum(nil))})
+	b, _ := newClient(t, Config{Servers: []Server{d.server(UDP)}})
+	ca, cb := pair(t, a, b)
+	sendAndCheck(t, ca, cb, 64<<10)
+
+	c, err := New(Config{Servers: []Server{d.server(UDP)}, Username: testUser, Password: "wrong"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "error 400") {
+		t.Fatalf("Start with a wrong password: %v, want the server's 400", err)
 	}
 }

@@ -72,7 +72,7 @@ func (c *Client) race(ctx context.Context, ats []attempt) (*allocation, []string
 			case r.err == nil:
 				go r.a.release() // lost the race
 			case win == nil:
-				errs[r.i] = fmt.Sprintf("%s over %s: %v", ats[r.i].addr, ats[r.i].transport, r.err)
+				errs[r.i] = fmt.Sprintf("%s over %s: %s", ats[r.i].addr, ats[r.i].transport, strings.TrimPrefix(r.err.Error(), "relay: "))
 				if started < len(ats) {
 					startNext()
 				}
