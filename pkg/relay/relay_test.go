@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -338,4 +339,30 @@ func TestCredentials(t *testing.T) {
 	if err := c.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "error 400") {
 		t.Fatalf("Start with a wrong password: %v, want the server's 400", err)
 	}
+}
+
+// TestCloseLeavesNoGoroutines: after Close of both clients (with a stream
+// still open on each) nothing of theirs keeps running.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	d := startTurnd(t)
+	base := runtime.NumGoroutine()
+	for _, transport := range []string{UDP, TCP} {
+		var cs []*Client
+		for range 2 {
+			c, err := New(Config{Servers: []Server{d.server(transport)}, Username: testUser, Password: testPass})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			cs = append(cs, c)
+		}
+		ca, cb := pair(t, cs[0], cs[1])
+		sendAndCheck(t, ca, cb, 64<<10)
+		for _, c := range cs {
+			_ = c.Close()
+		}
+	}
+	eventually(t, 30*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base })
 }
