@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -291,7 +292,7 @@ func (a *allocation) refresh(lifetime time.Duration) error {
 				}
 			}
 		}
-		return fmt.Errorf("server answered %d %s", code.Code, code.Reason)
+		return fmt.Errorf("server answered %d %s", code.Code, strings.TrimSpace(string(code.Reason)))
 	}
 	return errors.New("server kept refusing the nonce")
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -186,7 +187,7 @@ func (c *Client) current() (*allocation, error) {
 	}
 	if c.cur == nil {
 		if c.lastErr != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNoAllocation, c.lastErr)
+			return nil, &prefixed{msg: ErrNoAllocation.Error() + ": " + strings.TrimPrefix(c.lastErr.Error(), "relay: "), cause: errors.Join(ErrNoAllocation, c.lastErr)}
 		}
 		return nil, ErrNoAllocation
 	}
@@ -261,7 +262,7 @@ func (c *Client) Permit(ctx context.Context, peers ...netip.AddrPort) error {
 	case <-ctx.Done():
 		return fmt.Errorf("relay: permit %v: %w", peers, ctx.Err())
 	case <-a.done:
-		return fmt.Errorf("relay: permit %v: %w", peers, a.endErr)
+		return wrapf(a.endErr, "permit %v", peers)
 	}
 }
 
@@ -278,7 +279,7 @@ func (c *Client) Dial(ctx context.Context, peer netip.AddrPort) (net.Conn, error
 	c.m.streams.WithLabelValues("dial", result(err)).Inc()
 	if err != nil {
 		if lost := a.lost(); lost != nil {
-			err = lost
+			return nil, wrapf(lost, "dial %s from %s", peer, a.addr)
 		}
 		var idle *quic.IdleTimeoutError
 		var hs *quic.HandshakeTimeoutError

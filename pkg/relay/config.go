@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -198,3 +199,18 @@ func (c *Config) defaults() {
 		c.Now = time.Now
 	}
 }
+
+// wrapf is fmt.Errorf("relay: <format>: %w", ..., cause) for a cause that may
+// itself come from this package: its "relay: " prefix is dropped from the
+// text (not from the chain), so a message names the package once.
+func wrapf(cause error, format string, args ...any) error {
+	return &prefixed{msg: "relay: " + fmt.Sprintf(format, args...) + ": " + strings.TrimPrefix(cause.Error(), "relay: "), cause: cause}
+}
+
+type prefixed struct {
+	msg   string
+	cause error
+}
+
+func (p *prefixed) Error() string { return p.msg }
+func (p *prefixed) Unwrap() error { return p.cause }

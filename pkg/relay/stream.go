@@ -175,7 +175,7 @@ func (c *Conn) wrap(op string, err error) error {
 	default:
 	}
 	if lost := c.a.lost(); lost != nil {
-		return fmt.Errorf("relay: %s %s: %w", op, c.RemoteAddr(), lost)
+		return wrapf(lost, "%s %s", op, c.RemoteAddr())
 	}
 	var idle *quic.IdleTimeoutError
 	if errors.As(err, &idle) {
