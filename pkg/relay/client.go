@@ -270,6 +270,9 @@ func (c *Client) Permit(ctx context.Context, peers ...netip.AddrPort) error {
 // allocation. The peer must have Permitted our relay address (ours is
 // permitted for it by the first packet sent).
 func (c *Client) Dial(ctx context.Context, peer netip.AddrPort) (net.Conn, error) {
+	if !peer.IsValid() || peer.Port() == 0 {
+		return nil, fmt.Errorf("relay: dial: %v is not a transport address", peer)
+	}
 	a, err := c.current()
 	if err != nil {
 		return nil, err

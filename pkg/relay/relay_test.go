@@ -309,6 +309,15 @@ func TestConnSemantics(t *testing.T) {
 		t.Errorf("write after Close: %v, want net.ErrClosed", err)
 	}
 
+	for _, bad := range []netip.AddrPort{{}, netip.MustParseAddrPort("127.0.0.1:0")} {
+		if _, err := a.Dial(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "not a transport address") {
+			t.Errorf("Dial(%v): %v, want a refusal", bad, err)
+		}
+		if err := a.Permit(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "not a transport address") {
+			t.Errorf("Permit(%v): %v, want a refusal", bad, err)
+		}
+	}
+
 	// A client that permitted nobody: our packets never reach it.
 	c, _ := newClient(t, Config{Servers: []Server{d.server(UDP)}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
