@@ -52,6 +52,7 @@ type options struct {
 	port                                           int
 	noPortMap, noNATProfile                        bool
 	startTimeout                                   time.Duration
+	turn                                           turnOptions
 }
 
 func defaultStateDir() string {
@@ -81,6 +82,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&o.noPortMap, "no-portmap", false, "do not ask the gateway (NAT-PMP/PCP, UPnP) to forward the node port")
 	fs.BoolVar(&o.noNATProfile, "no-nat-profile", false, "skip NAT detection and assume a port-restricted cone NAT")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 15*time.Second, "how long start-up may take (interfaces, STUN, brokers)")
+	o.turn.addFlags(fs)
 	logFlags := logx.AddFlags(fs)
 	if err := cl.Parse(args); err != nil {
 		return err
@@ -169,6 +171,10 @@ func (o options) agentConfig() (agent.Config, error) {
 	}
 	if o.interfaces != "" {
 		cfg.Interfaces = netif.Options{Only: splitList(o.interfaces)}
+	}
+	var err error
+	if cfg.Relay, err = o.turn.relayConfig(); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/peeraddr"
 	"github.com/p2pd-go/p2pd/pkg/pipe"
 	"github.com/p2pd-go/p2pd/pkg/portmap"
+	"github.com/p2pd-go/p2pd/pkg/relay"
 	"github.com/p2pd-go/p2pd/pkg/signal"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -57,6 +58,13 @@ type Config struct {
 	OnPipe func(*Pipe)
 	// Node timeouts (see node.Config).
 	DirectTimeout, ReverseTimeout time.Duration
+	// Relay configures the TURN relay strategy: a standing allocation
+	// (pkg/relay) that every connect can use at once. Nil: no relay. Its
+	// Net, Log and Registry default to the agent's.
+	Relay *relay.Config
+	// Delays and Deadlines tune the strategy race per strategy name (see
+	// node.Config); nil keeps node's defaults.
+	Delays, Deadlines map[string]time.Duration
 	// MaxInbound bounds the open inbound pipes (default 64), and
 	// MaxInboundPerPeer those from one node (default 8); more are closed.
 	MaxInbound, MaxInboundPerPeer int
@@ -100,6 +108,9 @@ type Agent struct {
 	stunNotes map[netip.Addr]string
 	// nodeMapped is the node port's external mapping per NIC address.
 	nodeMapped map[netip.Addr]netip.AddrPort
+	relay      *relay.Client // nil without Config.Relay
+	closeOnce  sync.Once
+	cancel     context.CancelFunc
 }
 
 // New checks cfg; Start brings the agent up.
@@ -181,11 +192,21 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	var extra []node.Strategy
+	var rs *relayStrategy
+	if a.cfg.Relay != nil {
+		if a.relay, err = a.newRelay(); err != nil {
+			return err
+		}
+		rs = newRelayStrategy(a, a.relay)
+		extra = append(extra, rs)
+	}
 	a.node, err = node.New(node.Config{
 		Identity: a.id,
 		Listen:   []string{fmt.Sprintf("0.0.0.0:%d", a.cfg.Port), fmt.Sprintf("[::]:%d", a.cfg.Port)},
 		Net:      a.cfg.Net, Signal: a.sig, Address: a.Address, OnPipe: a.inbound,
 		DirectTimeout: a.cfg.DirectTimeout, ReverseTimeout: a.cfg.ReverseTimeout,
+		Extra: extra, Delays: a.cfg.Delays, Deadlines: a.cfg.Deadlines,
 		Metrics: nm, Log: a.cfg.Log,
 	})
 	if err != nil {
@@ -199,6 +220,11 @@ func (a *Agent) Start(ctx context.Context) error {
 		return fmt.Errorf("agent: signalling: %w", err)
 	}
 	a.stop = make(chan struct{})
+	var bg context.Context
+	bg, a.cancel = context.WithCancel(context.Background())
+	if rs != nil {
+		a.startRelay(ctx, bg, rs)
+	}
 	a.holdNodePorts(ctx)
 	if !a.cfg.NoPortMap {
 		a.mapPort(ctx)
@@ -207,8 +233,14 @@ func (a *Agent) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close removes the port mapping and stops signalling and the node.
-func (a *Agent) Close() {
+// Close removes the port mapping and stops signalling and the node. It may
+// be called more than once.
+func (a *Agent) Close() { a.closeOnce.Do(a.close) }
+
+func (a *Agent) close() {
+	if a.cancel != nil {
+		a.cancel()
+	}
 	if a.stop != nil {
 		close(a.stop)
 		a.wg.Wait()
@@ -219,6 +251,9 @@ func (a *Agent) Close() {
 	}
 	if a.node != nil {
 		a.node.Close()
+	}
+	if a.relay != nil {
+		a.relay.Close()
 	}
 }
 
@@ -239,6 +274,9 @@ func (a *Agent) Address() (peeraddr.Address, error) {
 	return a.addr, nil
 }
 
+// Strategies lists the agent's strategies in priority order.
+func (a *Agent) Strategies() []string { return a.node.StrategyNames() }
+
 // Interfaces are the started interfaces.
 func (a *Agent) Interfaces() []netif.Interface {
 	a.mu.Lock()
@@ -246,13 +284,20 @@ func (a *Agent) Interfaces() []netif.Interface {
 	return append([]netif.Interface(nil), a.ifs...)
 }
 
-// Connect opens a pipe to the peer at addr (a P2PD address string).
+// Connect opens a pipe to the peer at addr (a P2PD address string),
+// racing the named strategies (all configured ones when none are named).
 func (a *Agent) Connect(ctx context.Context, addr string, strategies ...string) (*Pipe, node.Report, error) {
+	return a.ConnectWith(ctx, addr, node.Options{Strategies: strategies})
+}
+
+// ConnectWith is Connect with per-connect options: strategies, a deadline
+// per strategy, no stagger.
+func (a *Agent) ConnectWith(ctx context.Context, addr string, o node.Options) (*Pipe, node.Report, error) {
 	to, err := peeraddr.Parse(addr)
 	if err != nil {
 		return nil, node.Report{}, fmt.Errorf("agent: %w", err)
 	}
-	sc, rep, err := a.node.Connect(ctx, to, strategies...)
+	sc, rep, err := a.node.ConnectWith(ctx, to, o)
 	if err != nil {
 		return nil, rep, fmt.Errorf("agent: connect to %s: %w", to.NodeID, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/identity"
 	"github.com/p2pd-go/p2pd/pkg/natlab"
 	"github.com/p2pd-go/p2pd/pkg/netif"
+	"github.com/p2pd-go/p2pd/pkg/relay"
 	"github.com/p2pd-go/p2pd/pkg/signal"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -30,6 +31,52 @@ type Stack struct {
 	STUN    []netip.AddrPort
 	Brokers []signal.Broker
 	Procs   []*natlab.Proc
+	// TURN is turnd's address once StartTURN ran; agents then get a relay.
+	TURN     netip.AddrPort
+	TURNProc *natlab.Proc
+	turnArgs []string
+}
+
+// TURN credentials of the lab's turnd.
+const (
+	TURNUser     = "lab"
+	TURNPassword = "lab-secret"
+)
+
+// StartTURN runs turnd on the stack's first address (port 3490, relays
+// 40000-40999), with one static user. Agents started afterwards use it.
+func (s *Stack) StartTURN(t *testing.T) {
+	t.Helper()
+	users := filepath.Join(t.TempDir(), "turn-users")
+	if err := os.WriteFile(users, []byte(TURNUser+":"+TURNPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.TURN = netip.AddrPortFrom(s.A1, 3490)
+	s.turnArgs = []string{"--listen", s.A1.String(), "--port", "3490", "--relay-bind", s.A1.String(),
+		"--relay-min-port", "40000", "--relay-max-port", "40999", "--users-file", users, "--admin", "", "--drain", "0s"}
+	s.runTURN(t)
+}
+
+// RestartTURN kills turnd (every allocation dies with it) and starts it again.
+func (s *Stack) RestartTURN(t *testing.T) {
+	t.Helper()
+	s.TURNProc.Kill()
+	s.runTURN(t)
+}
+
+func (s *Stack) runTURN(t *testing.T) {
+	t.Helper()
+	s.TURNProc = s.Srv.Start(t, testbin.Build(t, "cmd/turnd"), s.turnArgs...)
+	WaitTCP(t, s.Srv, s.TURN)
+}
+
+// RelayConfig is the relay configuration for agents of this stack (nil
+// before StartTURN).
+func (s *Stack) RelayConfig() *relay.Config {
+	if !s.TURN.IsValid() {
+		return nil
+	}
+	return &relay.Config{Servers: []relay.Server{{Addr: s.TURN.String()}}, Username: TURNUser, Password: TURNPassword}
 }
 
 // Broker kinds a stack can run.
@@ -92,6 +139,12 @@ type Agent struct {
 // StartAgent runs an agent inside lab host h against the stack.
 func StartAgent(t *testing.T, h *natlab.Host, s *Stack) *Agent {
 	t.Helper()
+	return StartAgentWith(t, h, s, nil)
+}
+
+// StartAgentWith is StartAgent with a hook that may change the config.
+func StartAgentWith(t *testing.T, h *natlab.Host, s *Stack, tune func(*agent.Config)) *Agent {
+	t.Helper()
 	var nics []netif.NIC
 	if err := h.Do(func() error {
 		var err error
@@ -105,11 +158,16 @@ func StartAgent(t *testing.T, h *natlab.Host, s *Stack) *Agent {
 		t.Fatal(err)
 	}
 	la := &Agent{Reg: prometheus.NewRegistry(), Inbound: make(chan *agent.Pipe, 8)}
-	la.Agent, err = agent.New(agent.Config{
+	cfg := agent.Config{
 		Identity: id, Net: h.Net(), NICs: nics, STUNServers: s.STUN, Brokers: s.Brokers,
 		OnPipe: func(p *agent.Pipe) { la.Inbound <- p }, Registry: la.Reg,
 		DirectTimeout: 2 * time.Second, ReverseTimeout: 6 * time.Second,
-	})
+		Relay: s.RelayConfig(),
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	la.Agent, err = agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
