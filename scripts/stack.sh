@@ -57,16 +57,22 @@ up() {
     "$BIN/mqttd" passwd "$RUN/mqtt-users" agent <"$RUN/mqtt-password"
   fi
   [[ -s $RUN/turn-secret ]] || (umask 077; head -c 32 /dev/urandom | base64 >"$RUN/turn-secret")
+  if [[ ! -s $RUN/turn-password ]]; then # the agent's static TURN user
+    (umask 077; head -c 18 /dev/urandom | base64 >"$RUN/turn-password")
+    (umask 077; printf 'agent:%s\n' "$(cat "$RUN/turn-password")" >"$RUN/turn-users")
+  fi
 
   start stund --primary-ip4 127.0.0.1 --alternate-ip4 127.0.0.2 --admin 127.0.0.1:9101
-  start turnd --listen 127.0.0.1 --port 3480 --auth-secret-file "$RUN/turn-secret" --relay-bind 127.0.0.1 --relay-ip 127.0.0.1 \
+  start turnd --listen 127.0.0.1 --port 3480 --auth-secret-file "$RUN/turn-secret" --users-file "$RUN/turn-users" \
+    --relay-bind 127.0.0.1 --relay-ip 127.0.0.1 \
     --allow-peer 127.0.0.0/8 --relay-min-port 20000 --relay-max-port 20999 --admin 127.0.0.1:9102
   start mqttd --listen 127.0.0.1:1883 --ws-listen 127.0.0.1:8083 --users "$RUN/mqtt-users" --admin 127.0.0.1:9103
   wait_http http://127.0.0.1:9101/healthz stund
   wait_http http://127.0.0.1:9102/healthz turnd
   wait_http http://127.0.0.1:9103/healthz mqttd
   start agent --state-dir "$RUN/agent" --stun 127.0.0.1:3478,127.0.0.2:3478 --brokers tcp://127.0.0.1:1883 \
-    --broker-username agent --broker-password-file "$RUN/mqtt-password" --api 127.0.0.1:12333
+    --broker-username agent --broker-password-file "$RUN/mqtt-password" --api 127.0.0.1:12333 \
+    --turn turn:127.0.0.1:3480 --turn-username agent --turn-password-file "$RUN/turn-password"
   wait_http http://127.0.0.1:12333/healthz agent
   echo
   echo "stack: up. Agent API http://127.0.0.1:12333/ (status page), metrics on :9101-9103 and :12333/metrics"
