@@ -1,13 +1,16 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/p2pd-go/p2pd/pkg/agent"
 	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
 	"github.com/p2pd-go/p2pd/pkg/natlab"
 	"github.com/p2pd-go/p2pd/pkg/node"
@@ -83,4 +86,53 @@ func TestRelayTurndRestart(t *testing.T) {
 		}
 	}
 	connect(t, a, b, node.KindRelay)
+}
+
+// 1 MiB through a relayed pipe arrives intact and in order while both
+// sites' links lose 2% of their packets (10 ms each way).
+func TestRelayedPipeUnderLoss(t *testing.T) {
+	lab := natlab.New(t)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	s.StartTURN(t)
+	lossy := natlab.Link{Delay: 10 * time.Millisecond, Loss: 2}
+	a := agenttest.StartAgent(t, lab.AddRouter("ra", natlab.Symmetric, lossy).AddHost("a"), s)
+	b := agenttest.StartAgent(t, lab.AddRouter("rb", natlab.PortRestrictedCone, lossy).AddHost("b"), s)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p, rep, err := a.ConnectWith(ctx, b.Addr(t), node.Options{Strategies: []string{node.KindRelay}})
+	if err != nil {
+		t.Fatalf("relay connect: %v (%+v)", err, rep)
+	}
+	defer p.Close()
+	var in *agent.Pipe
+	select {
+	case in = <-b.Inbound:
+		defer in.Close()
+	case <-ctx.Done():
+		t.Fatal("no inbound relayed pipe")
+	}
+	const chunk, n = 16 << 10, 64 // 1 MiB
+	want := make([]byte, chunk*n)
+	if _, err := rand.Read(want); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for i := range n {
+			if err := p.Send(ctx, want[i*chunk:(i+1)*chunk]); err != nil {
+				t.Errorf("send chunk %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	var got []byte
+	for i := range n {
+		m, err := in.Recv(ctx, agent.AllMessages, time.Minute)
+		if err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		got = append(got, m.Data...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("1 MiB through the relay arrived changed or out of order")
+	}
 }
