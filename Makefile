@@ -10,7 +10,7 @@ CMDS := $(patsubst cmd/%/,%,$(sort $(dir $(wildcard cmd/*/main.go))))
 FUZZTIME ?= 3s
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help build test test-short lint fuzz bench deps up down natmatrix images clean
+.PHONY: help build test test-short lint fuzz bench deps up down up-local down-local natmatrix images clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -53,8 +53,8 @@ NATMATRIX_ATTEMPTS ?= 5
 natmatrix: ## connect agents across all 49 NAT pairs in the lab; writes docs/nat-matrix.md (root)
 	P2PD_NATMATRIX=full P2PD_NATMATRIX_ATTEMPTS=$(NATMATRIX_ATTEMPTS) $(GO) test -count=1 -v -timeout 90m -run '^TestNATMatrix$$' ./internal/natmatrix/
 
-images: ## build FROM-scratch Docker images
-	@echo "make images: deploy/ Dockerfiles are not built yet" >&2; exit 2
+images: ## build the FROM-scratch Docker images p2pd/<program>:VERSION (and :latest)
+	scripts/images.sh $(VERSION)
 
 clean:
 	rm -rf bin

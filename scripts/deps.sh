@@ -11,11 +11,13 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients  # foreign broker and clients (mqttd interop, benchmarks)
   miniupnpd-nftables           # a real NAT-PMP/PCP/UPnP gateway in the lab (port mapping)
   chrony                       # an NTP server in the lab (pkg/clock)
+  prometheus                   # promtool: checks deploy/prometheus.yml and every /metrics page
   ca-certificates
 )
 GO_TOOLS=(
   honnef.co/go/tools/cmd/staticcheck@latest
   github.com/pion/stun/v3/cmd/stun-nat-behaviour@v3.1.7
+  helm.sh/helm/v3/cmd/helm@v3.22.0                # chart lint/template tests (first build takes minutes)
 )
 
 missing=()
@@ -41,7 +43,7 @@ if ((${#missing[@]})); then
 fi
 
 # Stop daemons a package may have started anyway (only ones the package owns).
-for svc in coturn mosquitto miniupnpd chrony; do
+for svc in coturn mosquitto miniupnpd chrony prometheus; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 
@@ -53,4 +55,14 @@ for tool in "${GO_TOOLS[@]}"; do
     go install "$tool"
   fi
 done
+# The docker compose v2 plugin (Debian's docker-compose is the old v1), for
+# `make up` and the compose test; only where a Docker CLI is installed.
+if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then
+  echo "deps: go install docker compose v2.29.7 (CLI plugin)"
+  tmp=$(mktemp -d)
+  GOBIN=$tmp go install github.com/docker/compose/v2/cmd@v2.29.7
+  mkdir -p "$HOME/.docker/cli-plugins"
+  install -m 0755 "$tmp/cmd" "$HOME/.docker/cli-plugins/docker-compose"
+  rm -rf "$tmp"
+fi
 echo "deps: ok"

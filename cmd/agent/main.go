@@ -47,12 +47,12 @@ func main() {
 }
 
 type options struct {
-	api, stun, brokers, brokerUser, brokerPassFile string
-	stateDir, interfaces                           string
-	port                                           int
-	noPortMap, noNATProfile                        bool
-	startTimeout                                   time.Duration
-	turn                                           turnOptions
+	api, admin, stun, brokers, brokerUser, brokerPassFile string
+	stateDir, interfaces                                  string
+	port                                                  int
+	noPortMap, noNATProfile                               bool
+	startTimeout                                          time.Duration
+	turn                                                  turnOptions
 }
 
 func defaultStateDir() string {
@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var o options
 	fs.StringVar(&o.api, "api", "127.0.0.1:12333,[::1]:12333", "REST API listen addresses (loopback only)")
+	fs.StringVar(&o.admin, "admin", "127.0.0.1:9104", "admin HTTP address for /metrics and /healthz, for scraping (empty: off); separate from the API")
 	fs.IntVar(&o.port, "port", 10001, "TCP port the node listens on for peers")
 	fs.StringVar(&o.stun, "stun", "127.0.0.1:3478,127.0.0.2:3478", "STUN servers (ip:port, comma-separated); the first must answer change requests (stund) for NAT detection")
 	fs.StringVar(&o.brokers, "brokers", "tcp://127.0.0.1:1883", "MQTT broker list shared by all agents (tcp://, tls://; comma-separated); an address's signal offsets index into it")
@@ -122,6 +123,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Close()
+	if o.admin != "" {
+		adm, err := adminhttp.Start(o.admin, reg, nil, log)
+		if err != nil {
+			return err
+		}
+		defer adm.Close()
+		log.Info("admin http", "addr", adm.Addr().String())
+	}
 	go func() {
 		for {
 			select {

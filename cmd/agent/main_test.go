@@ -16,7 +16,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	if !errors.Is(err, config.ErrHelp) {
 		t.Fatalf("got %v", err)
 	}
-	for _, f := range []string{"--api", "--port", "--stun", "--brokers", "--broker-username", "--broker-password-file",
+	for _, f := range []string{"--api", "--admin", "--port", "--stun", "--brokers", "--broker-username", "--broker-password-file",
 		"--state-dir", "--interfaces", "--no-portmap", "--no-nat-profile", "--start-timeout", "AGENT_STUN", "agent help"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("--help lacks %s", f)

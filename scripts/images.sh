@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the FROM-scratch images p2pd/{stund,turnd,mqttd,agent}:VERSION (and
+# :latest) from deploy/Dockerfile. Needs only a Docker engine: nothing is
+# pulled. Usage: scripts/images.sh VERSION
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSION=${1:?usage: scripts/images.sh VERSION}
+PROGRAMS=(stund turnd mqttd agent)
+command -v docker >/dev/null || { echo "images: docker is not installed" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "images: the Docker engine does not answer (is it running, may you use it?)" >&2; exit 1; }
+
+make -s build VERSION="$VERSION"
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+mkdir -p "$ctx/bin" "$ctx/state"
+CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$ctx/bin/healthcheck" ./deploy/healthcheck
+for p in "${PROGRAMS[@]}"; do cp "bin/$p" "$ctx/bin/$p"; done
+cp deploy/Dockerfile "$ctx/Dockerfile"
+for p in "${PROGRAMS[@]}"; do
+  echo "images: p2pd/$p:$VERSION"
+  docker build -q --target "$p" --build-arg VERSION="$VERSION" -t "p2pd/$p:$VERSION" -t "p2pd/$p:latest" "$ctx" >/dev/null
+done
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^p2pd/($(IFS='|'; echo "${PROGRAMS[*]}")):$VERSION " || true
