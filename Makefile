@@ -23,6 +23,7 @@ build: ## static binaries into bin/ (CGO_ENABLED=0, version stamped)
 test: ## everything: unit, NAT lab, interop, compose (when Docker is present), brief fuzzing
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd test/deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 test-short: ## the tests that need no root and no third-party tools
@@ -33,6 +34,7 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null || { echo "staticcheck missing: run make deps"; exit 1; }
 	staticcheck ./...
+	cd test/deploy && $(GO) vet ./... && staticcheck ./...
 
 fuzz: ## run every fuzz target for FUZZTIME (default 3s)
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
@@ -43,10 +45,16 @@ bench: ## benchmarks, ours beside the third-party servers (see docs/benchmarks.m
 deps: ## install Debian packages and Go tools the tests need (idempotent)
 	scripts/deps.sh
 
-up: ## run the private stack (stund, turnd, mqttd) plus an agent on loopback (logs in run/)
+up: ## the private stack in Docker (stund, turnd, mqttd, Prometheus, Grafana, two demo agents)
+	VERSION=$(VERSION) scripts/compose.sh up
+
+down: ## remove what `make up` started (docker compose down -v)
+	scripts/compose.sh down
+
+up-local: ## the stack as local processes on loopback, without Docker (logs in run/)
 	scripts/stack.sh up
 
-down: ## stop what `make up` started
+down-local: ## stop what `make up-local` started
 	scripts/stack.sh down
 
 NATMATRIX_ATTEMPTS ?= 5
@@ -54,7 +62,7 @@ natmatrix: ## connect agents across all 49 NAT pairs in the lab; writes docs/nat
 	P2PD_NATMATRIX=full P2PD_NATMATRIX_ATTEMPTS=$(NATMATRIX_ATTEMPTS) $(GO) test -count=1 -v -timeout 90m -run '^TestNATMatrix$$' ./internal/natmatrix/
 
 images: ## build the FROM-scratch Docker images p2pd/<program>:VERSION (and :latest)
-	scripts/images.sh $(VERSION)
+	LATEST=1 scripts/images.sh $(VERSION)
 
 clean:
 	rm -rf bin

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the FROM-scratch images p2pd/{stund,turnd,mqttd,agent}:VERSION (and
-# :latest) from deploy/Dockerfile. Needs only a Docker engine: nothing is
-# pulled. Usage: scripts/images.sh VERSION
+# Builds the FROM-scratch images p2pd/{stund,turnd,mqttd,agent}:VERSION from
+# deploy/Dockerfile (with LATEST=1 also :latest, what docker-compose.yml runs
+# by default). Needs only a Docker engine: nothing is pulled.
+# Usage: [LATEST=1] scripts/images.sh VERSION
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=${1:?usage: scripts/images.sh VERSION}
@@ -18,6 +19,8 @@ for p in "${PROGRAMS[@]}"; do cp "bin/$p" "$ctx/bin/$p"; done
 cp deploy/Dockerfile "$ctx/Dockerfile"
 for p in "${PROGRAMS[@]}"; do
   echo "images: p2pd/$p:$VERSION"
-  docker build -q --target "$p" --build-arg VERSION="$VERSION" -t "p2pd/$p:$VERSION" -t "p2pd/$p:latest" "$ctx" >/dev/null
+  tags=(-t "p2pd/$p:$VERSION")
+  if [[ ${LATEST:-0} == 1 ]]; then tags+=(-t "p2pd/$p:latest"); fi
+  docker build -q --target "$p" --build-arg VERSION="$VERSION" "${tags[@]}" "$ctx" >/dev/null
 done
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^p2pd/($(IFS='|'; echo "${PROGRAMS[*]}")):$VERSION " || true

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the private stack (stund, turnd, mqttd) plus one agent as local
 # processes on loopback, for trying p2pd on one machine without Docker.
-#   scripts/stack.sh up      build, start everything, wait until healthy
-#   scripts/stack.sh down    stop what `up` started (by the pids it recorded)
+#   scripts/stack.sh up      build, start everything, wait until healthy (make up-local)
+#   scripts/stack.sh down    stop what `up` started, by the pids it recorded (make down-local)
 #   scripts/stack.sh status  show what is running
 # State, logs and generated credentials live in ./run (git-ignored).
 set -euo pipefail
@@ -47,7 +47,7 @@ up() {
   mkdir -p "$RUN" && chmod 700 "$RUN"
   for p in udp:3478 udp:3479 tcp:1883 tcp:12333 tcp:10001 udp:3480 tcp:9101 tcp:9102 tcp:9103; do
     if ! alive stund && ! port_free "${p%%:*}" "${p##*:}"; then
-      echo "stack: port ${p##*:}/${p%%:*} is in use; stop what holds it or run 'make down'" >&2; exit 1
+      echo "stack: port ${p##*:}/${p%%:*} is in use; stop what holds it or run 'make down-local'" >&2; exit 1
     fi
   done
   # Credentials: generated once, kept in $RUN (0600), never printed.

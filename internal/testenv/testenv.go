@@ -60,3 +60,16 @@ func RequireTools(t testing.TB, names ...string) []string {
 	}
 	return paths
 }
+
+// RequireDocker skips (or fails under CI) unless a Docker engine answers and
+// the docker compose v2 plugin is installed. In -short mode it always skips.
+func RequireDocker(t testing.TB) {
+	t.Helper()
+	RequireTools(t, "docker")
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		skip(t, "the Docker engine does not answer: "+strings.TrimSpace(string(out)))
+	}
+	if out, err := exec.Command("docker", "compose", "version").CombinedOutput(); err != nil {
+		skip(t, "docker compose v2 plugin missing: "+strings.TrimSpace(string(out)))
+	}
+}
