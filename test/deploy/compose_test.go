@@ -379,4 +379,3 @@ func freeUDPPorts(t *testing.T) int {
 	t.Fatal("deploy: no free UDP port pair")
 	return 0
 }
-
