@@ -45,6 +45,7 @@ func loadDashboards(t *testing.T, dir string) []query {
 		if err != nil {
 			t.Fatal(err)
 		}
+		//lint:ignore SA1019 file-provisioned dashboards are the classic (v1) JSON model Grafana 11 loads
 		var d dashboard.Dashboard
 		if err := strict(d.UnmarshalJSONStrict(raw)); err != nil {
 			t.Errorf("%s: %v", f, err)
@@ -154,6 +155,7 @@ func TestDashboardLoaderRefuses(t *testing.T) {
 	}
 	bad := `{"uid":"x","title":"x","panels":[{"id":1,"type":"timeseries","title":"p","gridPos":{"h":8,"w":12,"x":0,"y":0},` +
 		`"datasource":{"type":"prometheus","uid":"p2pd-prometheus"},"targets":[{"refId":"A","expr":"up"}],"colour":"red"}]}`
+	//lint:ignore SA1019 file-provisioned dashboards are the classic (v1) JSON model Grafana 11 loads
 	var d dashboard.Dashboard
 	plugins.RegisterDefaultPlugins()
 	if err := strict(d.UnmarshalJSONStrict([]byte(bad))); err == nil || !strings.Contains(err.Error(), "colour") {
