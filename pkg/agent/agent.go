@@ -183,6 +183,9 @@ func (a *Agent) Start(ctx context.Context) error {
 				return fmt.Errorf("agent: metrics: %w", err)
 			}
 		}
+		if err := a.cfg.Registry.Register(a.refused); err != nil {
+			return fmt.Errorf("agent: metrics: %w", err)
+		}
 	}
 	var err error
 	a.sig, err = signal.NewClient(signal.ClientConfig{
