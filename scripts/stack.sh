@@ -45,7 +45,7 @@ up() {
   command -v curl >/dev/null || { echo "stack: curl is needed (apt-get install curl)" >&2; exit 1; }
   make -s build
   mkdir -p "$RUN" && chmod 700 "$RUN"
-  for p in udp:3478 udp:3479 tcp:1883 tcp:12333 tcp:10001 udp:3480 tcp:9101 tcp:9102 tcp:9103; do
+  for p in udp:3478 udp:3479 tcp:1883 tcp:12333 tcp:10001 udp:3480 tcp:9101 tcp:9102 tcp:9103 tcp:9104; do
     if ! alive stund && ! port_free "${p%%:*}" "${p##*:}"; then
       echo "stack: port ${p##*:}/${p%%:*} is in use; stop what holds it or run 'make down-local'" >&2; exit 1
     fi
@@ -71,11 +71,11 @@ up() {
   wait_http http://127.0.0.1:9102/healthz turnd
   wait_http http://127.0.0.1:9103/healthz mqttd
   start agent --state-dir "$RUN/agent" --stun 127.0.0.1:3478,127.0.0.2:3478 --brokers tcp://127.0.0.1:1883 \
-    --broker-username agent --broker-password-file "$RUN/mqtt-password" --api 127.0.0.1:12333 \
+    --broker-username agent --broker-password-file "$RUN/mqtt-password" --api 127.0.0.1:12333 --admin 127.0.0.1:9104 \
     --turn turn:127.0.0.1:3480 --turn-username agent --turn-password-file "$RUN/turn-password"
-  wait_http http://127.0.0.1:12333/healthz agent
+  wait_http http://127.0.0.1:9104/healthz agent
   echo
-  echo "stack: up. Agent API http://127.0.0.1:12333/ (status page), metrics on :9101-9103 and :12333/metrics"
+  echo "stack: up. Agent API http://127.0.0.1:12333/ (status page), metrics on :9101-9104"
   echo "stack: peer address: $("$BIN/agent" addr | sed -n 's/.*"addr": "\(.*\)".*/\1/p')"
   echo "stack: try  bin/agent open me self && bin/agent send me 'ECHO hello' && bin/agent recv me"
 }

@@ -91,8 +91,26 @@ func TestCompose(t *testing.T) {
 		"P2PD_STUND_ADMIN_PORT=", "P2PD_TURND_ADMIN_PORT=", "P2PD_MQTTD_ADMIN_PORT=", "P2PD_AGENT1_ADMIN_PORT=",
 		"P2PD_AGENT2_ADMIN_PORT=", "P2PD_MQTT_PORT=", "P2PD_MQTT_WS_PORT=", "P2PD_TURN_PORT=",
 		"P2PD_PROMETHEUS_PORT=", "P2PD_GRAFANA_PORT=",
+		"P2PD_PUBLIC_IP4=192.0.2.10", "P2PD_PUBLIC_IP4_ALT=192.0.2.11", // only for the override's config check
 	}}
 	mustRun(t, root, s.env, "scripts/compose.sh", "secrets")
+	t.Run("production override is valid", func(t *testing.T) {
+		out := s.mustCompose("-f", "deploy/docker-compose.prod.yml", "config", "--format", "json")
+		var cfg struct {
+			Services map[string]struct {
+				NetworkMode string            `json:"network_mode"`
+				Environment map[string]string `json:"environment"`
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for _, svc := range []string{"stund", "turnd"} {
+			if c := cfg.Services[svc]; c.NetworkMode != "host" || !strings.HasPrefix(c.Environment[strings.ToUpper(svc)+"_ADMIN"], "127.0.0.1:") {
+				t.Errorf("%s: network %q, admin %q", svc, c.NetworkMode, c.Environment[strings.ToUpper(svc)+"_ADMIN"])
+			}
+		}
+	})
 	t.Cleanup(func() { s.compose("--profile", "demo", "down", "-v", "--remove-orphans") }) // on failure too
 
 	// Prometheus and Grafana cannot be pulled here: up everything else.
