@@ -57,10 +57,15 @@ func (s *stack) agent(service string, v any, args ...string) {
 	}
 }
 
-// published is the host address of a service's published container port.
+// published is the host address of a service's published container port
+// ("9101", or "3478/udp").
 func (s *stack) published(service, port string) string {
 	s.t.Helper()
-	out := strings.TrimSpace(s.mustCompose("port", service, port))
+	args := []string{"port", service, port}
+	if p, proto, ok := strings.Cut(port, "/"); ok {
+		args = []string{"port", "--protocol", proto, service, p}
+	}
+	out := strings.TrimSpace(s.mustCompose(args...))
 	if _, err := netip.ParseAddrPort(out); err != nil {
 		s.t.Fatalf("compose port %s %s: %q: %v", service, port, out, err)
 	}
@@ -209,6 +214,8 @@ func TestCompose(t *testing.T) {
 			t.Fatalf("echo: sent %d, got %+v", sent.Error, got)
 		}
 	})
+
+	t.Run("turnd relays within the stack network only", func(t *testing.T) { checkRelay(t, s, secrets, netA, relay) })
 
 	t.Run("metrics", func(t *testing.T) {
 		mustRun(t, root, nil, "promtool", "check", "config", "deploy/prometheus.yml")
