@@ -40,6 +40,11 @@ secrets() {
     random_secret turn-secret
     random_secret mqtt-password
     random_secret grafana-admin-password
+    random_secret turn-password
+    if [[ ! -s $P2PD_SECRETS_DIR/turn-users ]]; then # the demo agents' static TURN user
+      printf 'agent:%s\n' "$(cat "$P2PD_SECRETS_DIR/turn-password")" >"$P2PD_SECRETS_DIR/turn-users"
+      echo "compose: generated $P2PD_SECRETS_DIR/turn-users (user agent)"
+    fi
     if [[ ! -s $P2PD_SECRETS_DIR/mqtt-users ]]; then
       [[ -x bin/mqttd ]] || make -s build
       : >"$P2PD_SECRETS_DIR/mqtt-users"
@@ -82,7 +87,8 @@ up() {
 compose: up (project $(dc config --format json | sed -n 's/^  "name": "\(.*\)",/\1/p' | head -1)).
   Point an agent on this host at it (Linux: the host reaches the stack network):
     bin/agent --stun $a.3:3478,$a.3:3479 --brokers tcp://$bind:${P2PD_MQTT_PORT-1883} \\
-      --broker-username agent --broker-password-file $P2PD_SECRETS_DIR/mqtt-password
+      --broker-username agent --broker-password-file $P2PD_SECRETS_DIR/mqtt-password \\
+      --turn turn:$bind:${P2PD_TURN_PORT-3478} --turn-username agent --turn-password-file $P2PD_SECRETS_DIR/turn-password
   Metrics: http://$bind:${P2PD_STUND_ADMIN_PORT-9101}/metrics (stund), :${P2PD_TURND_ADMIN_PORT-9102} (turnd), :${P2PD_MQTTD_ADMIN_PORT-9103} (mqttd)
   $grafana
   Demo agents: docker compose -f $COMPOSE_FILE exec agent1 /agent help

@@ -91,7 +91,7 @@ func TestCompose(t *testing.T) {
 	relay := freeUDPPorts(t)
 	s := &stack{t: t, root: root, project: "p2pdtest" + id, env: []string{
 		"P2PD_TAG=" + tag, "P2PD_SECRETS_DIR=" + secrets, "P2PD_NET_A=" + netA, "P2PD_NET_B=" + netB,
-		"P2PD_RELAY_MIN_PORT=" + strconv.Itoa(relay), "P2PD_RELAY_MAX_PORT=" + strconv.Itoa(relay+1),
+		"P2PD_RELAY_MIN_PORT=" + strconv.Itoa(relay), "P2PD_RELAY_MAX_PORT=" + strconv.Itoa(relay+relayPorts-1),
 		// Empty host ports: Docker picks free ones (other tests use the defaults).
 		"P2PD_STUND_ADMIN_PORT=", "P2PD_TURND_ADMIN_PORT=", "P2PD_MQTTD_ADMIN_PORT=", "P2PD_AGENT1_ADMIN_PORT=",
 		"P2PD_AGENT2_ADMIN_PORT=", "P2PD_MQTT_PORT=", "P2PD_MQTT_WS_PORT=", "P2PD_TURN_PORT=",
@@ -212,6 +212,27 @@ func TestCompose(t *testing.T) {
 		s.agent("agent2", &got, "recv", "demo", "30")
 		if sent.Error != 0 || got.Error != 0 || got.Data != "hello through compose" {
 			t.Fatalf("echo: sent %d, got %+v", sent.Error, got)
+		}
+	})
+
+	t.Run("agents hold a standing relay allocation on turnd", func(t *testing.T) {
+		for _, svc := range []string{"agent1", "agent2"} {
+			url := "http://" + s.published(svc, "9104") + "/metrics"
+			var v float64
+			for range 150 { // the allocation is made in the background after start-up
+				_, fams := scrape(t, url)
+				if v, _ = value(fams, "agent_relay_allocation_active", nil); v == 1 {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if v != 1 {
+				t.Errorf("%s: agent_relay_allocation_active = %v, want 1", svc, v)
+			}
+		}
+		_, fams := scrape(t, "http://"+s.published("turnd", "9102")+"/metrics")
+		if v, _ := value(fams, "turnd_allocations_active", nil); v < 2 {
+			t.Errorf("turnd_allocations_active = %v, want >= 2 (one per demo agent)", v)
 		}
 	})
 
@@ -383,13 +404,17 @@ func freeSubnets(t *testing.T) (a, b string) {
 	return
 }
 
-// freeUDPPorts returns p such that UDP ports p and p+1 are free on loopback,
-// below the kernel's ephemeral range.
+// relayPorts is the size of turnd's relay range in the test: one standing
+// allocation per demo agent plus the test's own.
+const relayPorts = 4
+
+// freeUDPPorts returns p such that UDP ports p to p+relayPorts-1 are free on
+// loopback, below the kernel's ephemeral range.
 func freeUDPPorts(t *testing.T) int {
 	for range 100 {
 		p := 20000 + rand.IntN(12000)
 		ok := true
-		for _, port := range []int{p, p + 1} {
+		for port := p; port < p+relayPorts; port++ {
 			c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(port))
 			if err != nil {
 				ok = false

@@ -203,8 +203,9 @@ func TestDashboards(t *testing.T) {
 	}
 }
 
-// scrapeEverything runs stund, turnd, mqttd and an agent on loopback, has
-// the agent open a pipe to itself and echo, and returns every series name
+// scrapeEverything runs stund, turnd, mqttd and an agent (with a standing
+// allocation on that turnd) on loopback, has the agent open a pipe to
+// itself and echo, and returns every series name
 // their /metrics pages hold (with _bucket, _sum and _count for histograms).
 func scrapeEverything(t *testing.T) map[string]bool {
 	stund, turnd, mqttd, agent := testbin.Build(t, "cmd/stund"), testbin.Build(t, "cmd/turnd"),
@@ -216,8 +217,16 @@ func scrapeEverything(t *testing.T) map[string]bool {
 	}
 	start(t, stund, admins["stund"], "--primary-ip4", "127.0.0.1", "--alternate-ip4", "127.0.0.2",
 		"--port", itoa(stunPort), "--alt-port", itoa(stunAlt), "--admin", admins["stund"])
-	relay := freePort(t)
-	start(t, turnd, admins["turnd"], "--listen", "127.0.0.1", "--port", itoa(freePort(t)), "--auth-secret", "deploy-test-secret",
+	relay, turnPort := freePort(t), freePort(t)
+	turnUsers := filepath.Join(t.TempDir(), "turn-users")
+	if err := os.WriteFile(turnUsers, []byte("agent:deploy-test-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	turnPass := filepath.Join(t.TempDir(), "turn-password")
+	if err := os.WriteFile(turnPass, []byte("deploy-test-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, turnd, admins["turnd"], "--listen", "127.0.0.1", "--port", itoa(turnPort), "--users-file", turnUsers,
 		"--relay-bind", "127.0.0.1", "--relay-ip", "127.0.0.1", "--relay-min-port", itoa(relay), "--relay-max-port", itoa(relay),
 		"--admin", admins["turnd"])
 	mqtt := hostPort(freePort(t))
@@ -225,6 +234,7 @@ func scrapeEverything(t *testing.T) map[string]bool {
 	api := hostPort(freePort(t))
 	start(t, agent, admins["agent"], "--state-dir", t.TempDir(), "--api", api, "--admin", admins["agent"],
 		"--port", itoa(freePort(t)), "--no-portmap", "--brokers", "tcp://"+mqtt,
+		"--turn", "turn:127.0.0.1:"+itoa(turnPort)+"?transport=udp", "--turn-username", "agent", "--turn-password-file", turnPass,
 		"--stun", "127.0.0.1:"+itoa(stunPort)+",127.0.0.2:"+itoa(stunPort))
 	apiGet(t, api, "/p2p/open/me/self")
 	apiGet(t, api, "/p2p/send/me/ECHO%20hello")

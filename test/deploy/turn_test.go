@@ -48,8 +48,8 @@ func checkRelay(t *testing.T, s *stack, secretsDir, netA string, relayMin int) {
 	}
 	defer relay.Close()
 	ra := relay.LocalAddr().(*net.UDPAddr)
-	if ra.IP.String() != netA+".4" || ra.Port < relayMin || ra.Port > relayMin+1 {
-		t.Errorf("relay address %v, want %s.4 with a port in %d-%d", ra, netA, relayMin, relayMin+1)
+	if ra.IP.String() != netA+".4" || ra.Port < relayMin || ra.Port >= relayMin+relayPorts {
+		t.Errorf("relay address %v, want %s.4 with a port in %d-%d", ra, netA, relayMin, relayMin+relayPorts-1)
 	}
 
 	// The peer: a UDP socket on the host's address in the stack network
