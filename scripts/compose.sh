@@ -59,20 +59,18 @@ up() {
   need_docker
   LATEST=1 scripts/images.sh "$P2PD_TAG"
   secrets
-  local services=(stund turnd mqttd) grafana
-  grafana="Grafana: not started (its image could not be pulled)"
+  local services=(stund turnd mqttd) monitoring=0
   # Prometheus and Grafana come from a registry; without one (an offline
   # machine) the stack runs without them.
   if dc pull -q prometheus grafana; then
-    services+=(prometheus grafana)
-    grafana="Grafana: http://${P2PD_BIND:-127.0.0.1}:${P2PD_GRAFANA_PORT-3000}/  user admin, password in $P2PD_SECRETS_DIR/grafana-admin-password"
+    services+=(prometheus grafana) monitoring=1
   else
     echo "compose: cannot pull the Prometheus/Grafana images; starting without monitoring" >&2
   fi
   if [[ $DEMO != 0 ]]; then services+=(agent1 agent2); fi
   dc up -d --wait "${services[@]}"
   dc ps
-  local a=${P2PD_NET_A:-172.30.101} bind=${P2PD_BIND:-127.0.0.1}
+  local a=${P2PD_NET_A:-172.30.101}
   if [[ $DEMO != 0 ]]; then
     local addr
     addr=$(dc exec -T agent1 /agent addr | sed -n 's/.*"addr": *"\([^"]*\)".*/\1/p')
@@ -82,15 +80,20 @@ up() {
     dc exec -T agent2 /agent send demo 'ECHO hello from agent2'
     dc exec -T agent2 /agent recv demo
   fi
+  local mqtt turn grafana_line="Grafana: not started (its image could not be pulled)"
+  mqtt=$(dc port mqttd 1883) turn=$(dc port --protocol udp turnd 3478)
+  if [[ $monitoring == 1 ]]; then
+    grafana_line="Grafana: http://$(dc port grafana 3000)/  user admin, password in $P2PD_SECRETS_DIR/grafana-admin-password"
+  fi
   cat <<MSG
 
 compose: up (project $(dc config --format json | sed -n 's/^  "name": "\(.*\)",/\1/p' | head -1)).
   Point an agent on this host at it (Linux: the host reaches the stack network):
-    bin/agent --stun $a.3:3478,$a.3:3479 --brokers tcp://$bind:${P2PD_MQTT_PORT-1883} \\
+    bin/agent --stun $a.3:3478,$a.3:3479 --brokers tcp://$mqtt \\
       --broker-username agent --broker-password-file $P2PD_SECRETS_DIR/mqtt-password \\
-      --turn turn:$bind:${P2PD_TURN_PORT-3478} --turn-username agent --turn-password-file $P2PD_SECRETS_DIR/turn-password
-  Metrics: http://$bind:${P2PD_STUND_ADMIN_PORT-9101}/metrics (stund), :${P2PD_TURND_ADMIN_PORT-9102} (turnd), :${P2PD_MQTTD_ADMIN_PORT-9103} (mqttd)
-  $grafana
+      --turn turn:$turn --turn-username agent --turn-password-file $P2PD_SECRETS_DIR/turn-password
+  Metrics: http://$(dc port stund 9101)/metrics (stund), http://$(dc port turnd 9102)/metrics (turnd), http://$(dc port mqttd 9103)/metrics (mqttd)
+  $grafana_line
   Demo agents: docker compose -f $COMPOSE_FILE exec agent1 /agent help
   Stop and remove everything: make down
 MSG
