@@ -9,16 +9,17 @@ LDFLAGS := -s -w -X github.com/p2pd-go/p2pd/internal/version.Version=$(VERSION)
 CMDS := $(patsubst cmd/%/,%,$(sort $(dir $(wildcard cmd/*/main.go))))
 FUZZTIME ?= 3s
 TEST_TIMEOUT ?= 25m
+BINDIR ?= bin
 
 .PHONY: help build test test-short lint fuzz bench deps up down up-local down-local natmatrix images clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
-build: ## static binaries into bin/ (CGO_ENABLED=0, version stamped)
-	@mkdir -p bin
-	@for c in $(CMDS); do echo "build bin/$$c"; \
-	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$c ./cmd/$$c || exit 1; done
+build: ## static binaries into bin/ (CGO_ENABLED=0, version stamped; BINDIR=dir for elsewhere)
+	@mkdir -p $(BINDIR)
+	@for c in $(CMDS); do echo "build $(BINDIR)/$$c"; \
+	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINDIR)/$$c ./cmd/$$c || exit 1; done
 
 test: ## everything: unit, NAT lab, interop, compose (when Docker is present), brief fuzzing
 	$(GO) vet ./...

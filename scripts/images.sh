@@ -10,12 +10,13 @@ PROGRAMS=(stund turnd mqttd agent)
 command -v docker >/dev/null || { echo "images: docker is not installed" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "images: the Docker engine does not answer (is it running, may you use it?)" >&2; exit 1; }
 
-make -s build VERSION="$VERSION"
+# The build context: `make build`'s static binaries (built into the context,
+# so bin/ keeps whatever version it had), /healthcheck, an empty state dir.
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 mkdir -p "$ctx/bin" "$ctx/state"
+make -s build VERSION="$VERSION" BINDIR="$ctx/bin" >/dev/null
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$ctx/bin/healthcheck" ./deploy/healthcheck
-for p in "${PROGRAMS[@]}"; do cp "bin/$p" "$ctx/bin/$p"; done
 cp deploy/Dockerfile "$ctx/Dockerfile"
 for p in "${PROGRAMS[@]}"; do
   echo "images: p2pd/$p:$VERSION"
