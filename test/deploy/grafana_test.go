@@ -16,6 +16,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
 	"github.com/prometheus/prometheus/promql/parser"
+	"sigs.k8s.io/yaml"
 
 	"github.com/p2pd-go/p2pd/internal/testbin"
 )
@@ -133,18 +134,82 @@ func deref(s *string) string {
 
 // metricNames parses expr and returns the metric names it selects.
 func metricNames(expr string) ([]string, error) {
+	names, _, err := selectors(expr)
+	return names, err
+}
+
+// selectors parses expr and returns the metric names it selects and the
+// values its job="..." matchers ask for.
+func selectors(expr string) (names, jobs []string, err error) {
 	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var names []string
 	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
 		if vs, ok := n.(*parser.VectorSelector); ok {
 			names = append(names, vs.Name)
+			for _, m := range vs.LabelMatchers {
+				if m.Name == "job" {
+					jobs = append(jobs, m.Value)
+				}
+			}
 		}
 		return nil
 	})
-	return names, nil
+	return names, jobs, nil
+}
+
+// prometheusJobs are the job names deploy/prometheus.yml scrapes.
+func prometheusJobs(t *testing.T) []string {
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		ScrapeConfigs []struct {
+			JobName string `json:"job_name"`
+		} `json:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []string
+	for _, sc := range cfg.ScrapeConfigs {
+		jobs = append(jobs, sc.JobName)
+	}
+	return jobs
+}
+
+// TestProvisioning: the data source has the uid every panel uses, and the
+// dashboards' job selectors are jobs deploy/prometheus.yml scrapes.
+func TestProvisioning(t *testing.T) {
+	root := repoRoot(t)
+	raw, err := os.ReadFile(filepath.Join(root, "grafana", "provisioning", "datasources", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds struct {
+		Datasources []struct{ UID, Type, URL string } `json:"datasources"`
+	}
+	if err := yaml.Unmarshal(raw, &ds); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds.Datasources) != 1 || ds.Datasources[0].UID != datasourceUID || ds.Datasources[0].Type != "prometheus" ||
+		ds.Datasources[0].URL != "http://prometheus:9090" {
+		t.Errorf("data source provisioning: %+v", ds)
+	}
+	jobs := prometheusJobs(t)
+	for _, q := range loadDashboards(t, filepath.Join(root, "grafana", "dashboards")) {
+		_, want, err := selectors(q.expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range want {
+			if !slices.Contains(jobs, j) {
+				t.Errorf("%s: job %q is not scraped by deploy/prometheus.yml (jobs %v)", q.where, j, jobs)
+			}
+		}
+	}
 }
 
 // TestDashboardLoaderRefuses: the strict loading and parsing above do fail

@@ -357,8 +357,26 @@ func checkLoadBalancer(t *testing.T, r rendered) {
 		t.Errorf("turnd does not mount my-turn-secret: %+v", v)
 	}
 	sms := all[*monitoringv1.ServiceMonitor](r)
-	if len(sms) != 1 || sms[0].Labels["release"] != "prometheus" {
-		t.Errorf("ServiceMonitor: %+v", sms)
+	if len(sms) != 1 || sms[0].Labels["release"] != "prometheus" || sms[0].Spec.JobLabel != "p2pd.io/job" {
+		t.Fatalf("ServiceMonitor: %+v", sms)
+	}
+	// Every Service it selects names its job as deploy/prometheus.yml does,
+	// so the dashboards' job selectors hold under the Prometheus Operator.
+	jobs, selected := prometheusJobs(t), 0
+	for _, svc := range all[*corev1.Service](r) {
+		if svc.Labels["p2pd.io/metrics"] != "true" {
+			continue
+		}
+		selected++
+		if j := svc.Labels["p2pd.io/job"]; !slices.Contains(jobs, j) {
+			t.Errorf("metrics Service %s has job %q, want one of %v", svc.Name, j, jobs)
+		}
+		if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "admin" }) {
+			t.Errorf("metrics Service %s has no admin port", svc.Name)
+		}
+	}
+	if selected != 3 {
+		t.Errorf("%d metrics Services, want 3 (stund, turnd, mqttd)", selected)
 	}
 }
 
