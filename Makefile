@@ -46,7 +46,7 @@ bench: ## benchmarks, ours beside the third-party servers (see docs/benchmarks.m
 deps: ## install Debian packages and Go tools the tests need (idempotent)
 	scripts/deps.sh
 
-up: ## the private stack in Docker (stund, turnd, mqttd, Prometheus, Grafana, two demo agents)
+up: ## the private stack in Docker (stund, turnd, mqttd, Prometheus, Grafana, three demo agents)
 	VERSION=$(VERSION) scripts/compose.sh up
 
 down: ## remove what `make up` started (docker compose down -v)

@@ -67,18 +67,24 @@ up() {
   else
     echo "compose: cannot pull the Prometheus/Grafana images; starting without monitoring" >&2
   fi
-  if [[ $DEMO != 0 ]]; then services+=(agent1 agent2); fi
+  if [[ $DEMO != 0 ]]; then services+=(agent1 agent2 agent3); fi
   dc up -d --wait "${services[@]}"
   dc ps
   local a=${P2PD_NET_A:-172.30.101}
   if [[ $DEMO != 0 ]]; then
-    local addr
-    addr=$(dc exec -T agent1 /agent addr | sed -n 's/.*"addr": *"\([^"]*\)".*/\1/p')
-    echo
-    echo "compose: demo: agent2 connects to agent1 and asks it to echo"
-    dc exec -T agent2 /agent open demo "$addr"
-    dc exec -T agent2 /agent send demo 'ECHO hello from agent2'
-    dc exec -T agent2 /agent recv demo
+    local addr peer
+    for peer in agent1 agent3; do
+      addr=$(dc exec -T "$peer" /agent addr | sed -n 's/.*"addr": *"\([^"]*\)".*/\1/p')
+      echo
+      if [[ $peer == agent1 ]]; then
+        echo "compose: demo: agent2 connects to agent1 (same network: direct) and asks it to echo"
+      else
+        echo "compose: demo: agent2 connects to agent3 (isolated network: signalling over mqttd, relay through turnd)"
+      fi
+      dc exec -T agent2 /agent open "$peer" "$addr" | grep -E '^    "(error|strategy|msg)"'
+      dc exec -T agent2 /agent send "$peer" "ECHO hello $peer from agent2" >/dev/null
+      dc exec -T agent2 /agent recv "$peer" | grep -E '"data"'
+    done
   fi
   local mqtt turn grafana_line="Grafana: not started (its image could not be pulled)"
   mqtt=$(dc port mqttd 1883) turn=$(dc port --protocol udp turnd 3478)

@@ -21,7 +21,11 @@ var programs = []string{"stund", "turnd", "mqttd", "agent"}
 
 // adminPorts are the services the test brings up and their admin ports
 // inside the container.
-var adminPorts = map[string]string{"stund": "9101", "turnd": "9102", "mqttd": "9103", "agent1": "9104", "agent2": "9104"}
+var adminPorts = map[string]string{"stund": "9101", "turnd": "9102", "mqttd": "9103", "agent1": "9104", "agent2": "9104", "agent3": "9104"}
+
+// agents are the demo agents: agent1 and agent2 share the stack network,
+// agent3 is alone on the other one.
+var agents = []string{"agent1", "agent2", "agent3"}
 
 // stack is one compose project under test.
 type stack struct {
@@ -94,7 +98,7 @@ func TestCompose(t *testing.T) {
 		"P2PD_RELAY_MIN_PORT=" + strconv.Itoa(relay), "P2PD_RELAY_MAX_PORT=" + strconv.Itoa(relay+relayPorts-1),
 		// Empty host ports: Docker picks free ones (other tests use the defaults).
 		"P2PD_STUND_ADMIN_PORT=", "P2PD_TURND_ADMIN_PORT=", "P2PD_MQTTD_ADMIN_PORT=", "P2PD_AGENT1_ADMIN_PORT=",
-		"P2PD_AGENT2_ADMIN_PORT=", "P2PD_MQTT_PORT=", "P2PD_MQTT_WS_PORT=", "P2PD_TURN_PORT=",
+		"P2PD_AGENT2_ADMIN_PORT=", "P2PD_AGENT3_ADMIN_PORT=", "P2PD_MQTT_PORT=", "P2PD_MQTT_WS_PORT=", "P2PD_TURN_PORT=",
 		"P2PD_PROMETHEUS_PORT=", "P2PD_GRAFANA_PORT=",
 		"P2PD_PUBLIC_IP4=192.0.2.10", "P2PD_PUBLIC_IP4_ALT=192.0.2.11", // only for the override's config check
 	}}
@@ -119,7 +123,7 @@ func TestCompose(t *testing.T) {
 	t.Cleanup(func() { s.compose("--profile", "demo", "down", "-v", "--remove-orphans") }) // on failure too
 
 	// Prometheus and Grafana cannot be pulled here: up everything else.
-	if out, err := s.compose("up", "-d", "--wait", "stund", "turnd", "mqttd", "agent1", "agent2"); err != nil {
+	if out, err := s.compose(append([]string{"up", "-d", "--wait", "stund", "turnd", "mqttd"}, agents...)...); err != nil {
 		logs, _ := s.compose("--profile", "demo", "logs", "--no-color", "--tail", "30")
 		t.Fatalf("%v\nlogs:\n%s", out, logs)
 	}
@@ -145,10 +149,13 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
-	var addr1 string
+	addrs := map[string]string{}
 	t.Run("agents learn addresses and NAT from stund", func(t *testing.T) {
-		subnet := netip.MustParsePrefix(netA + ".0/24")
-		for _, svc := range []string{"agent1", "agent2"} {
+		for _, svc := range agents {
+			subnet := netip.MustParsePrefix(netA + ".0/24")
+			if svc == "agent3" { // through stund's second address
+				subnet = netip.MustParsePrefix(netB + ".0/24")
+			}
 			var ifs ifsReply
 			s.agent(svc, &ifs, "ifs")
 			nic, ext, natType := ifs.first()
@@ -166,9 +173,7 @@ func TestCompose(t *testing.T) {
 			if a.Error != 0 || !strings.Contains(a.Addr, ","+ext.String()+",") {
 				t.Errorf("%s: peer address %q lacks %v", svc, a.Addr, ext)
 			}
-			if svc == "agent1" {
-				addr1 = a.Addr
-			}
+			addrs[svc] = a.Addr
 		}
 	})
 
@@ -190,33 +195,9 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
-	t.Run("agents connect through the stack and echo", func(t *testing.T) {
-		if addr1 == "" {
-			t.Skip("no address for agent1")
-		}
-		var open struct {
-			Error    int    `json:"error"`
-			Msg      string `json:"msg"`
-			Strategy string `json:"strategy"`
-		}
-		s.agent("agent2", &open, "open", "demo", addr1)
-		if open.Error != 0 || open.Strategy == "" {
-			t.Fatalf("open: error %d %q, strategy %q", open.Error, open.Msg, open.Strategy)
-		}
-		var sent struct{ Error int }
-		s.agent("agent2", &sent, "send", "demo", "ECHO hello through compose")
-		var got struct {
-			Error int    `json:"error"`
-			Data  string `json:"data"`
-		}
-		s.agent("agent2", &got, "recv", "demo", "30")
-		if sent.Error != 0 || got.Error != 0 || got.Data != "hello through compose" {
-			t.Fatalf("echo: sent %d, got %+v", sent.Error, got)
-		}
-	})
-
+	// Before the connects: the relay strategy needs the standing allocations.
 	t.Run("agents hold a standing relay allocation on turnd", func(t *testing.T) {
-		for _, svc := range []string{"agent1", "agent2"} {
+		for _, svc := range agents {
 			url := "http://" + s.published(svc, "9104") + "/metrics"
 			var v float64
 			for range 150 { // the allocation is made in the background after start-up
@@ -231,8 +212,31 @@ func TestCompose(t *testing.T) {
 			}
 		}
 		_, fams := scrape(t, "http://"+s.published("turnd", "9102")+"/metrics")
-		if v, _ := value(fams, "turnd_allocations_active", nil); v < 2 {
-			t.Errorf("turnd_allocations_active = %v, want >= 2 (one per demo agent)", v)
+		if v, _ := value(fams, "turnd_allocations_active", nil); v < float64(len(agents)) {
+			t.Errorf("turnd_allocations_active = %v, want >= %d (one per demo agent)", v, len(agents))
+		}
+	})
+
+	t.Run("agents on one network connect directly and echo", func(t *testing.T) {
+		s.connectAndEcho(t, "demo", addrs["agent1"], "direct")
+	})
+
+	t.Run("an isolated agent is reached by signalling through mqttd and relaying through turnd", func(t *testing.T) {
+		// Direct and reverse connects cannot cross the isolated bridges: the
+		// relay strategy wins after the peers swapped CON and TURN messages
+		// over mqttd.
+		s.connectAndEcho(t, "isolated", addrs["agent3"], "relay")
+		for _, c := range []struct {
+			svc, metric, typ string
+		}{{"agent2", "agent_signal_sent_total", "TURN"}, {"agent3", "agent_signal_received_total", "TURN"}, {"agent3", "agent_signal_sent_total", "TURN"}} {
+			_, fams := scrape(t, "http://"+s.published(c.svc, "9104")+"/metrics")
+			if v, _ := value(fams, c.metric, map[string]string{"type": c.typ}); v < 1 {
+				t.Errorf("%s: %s{type=%q} = %v, want >= 1", c.svc, c.metric, c.typ, v)
+			}
+		}
+		_, fams := scrape(t, "http://"+s.published("mqttd", "9103")+"/metrics")
+		if v, _ := value(fams, "mqttd_messages_received_total", nil); v < 2 {
+			t.Errorf("mqttd_messages_received_total = %v, want >= 2 (the agents' signals)", v)
 		}
 	})
 
@@ -262,13 +266,13 @@ func TestCompose(t *testing.T) {
 		}
 		// Both agents hold a session with mqttd (their signalling path) and
 		// stund answered their address and NAT queries.
-		if v := pages["mqttd"]["mqttd_clients_connected"]; v != 2 {
-			t.Errorf("mqttd_clients_connected = %v, want 2 (the demo agents)", v)
+		if v := pages["mqttd"]["mqttd_clients_connected"]; v != float64(len(agents)) {
+			t.Errorf("mqttd_clients_connected = %v, want %d (the demo agents)", v, len(agents))
 		}
-		if v := pages["mqttd"]["mqttd_subscriptions"]; v < 2 {
-			t.Errorf("mqttd_subscriptions = %v, want >= 2", v)
+		if v := pages["mqttd"]["mqttd_subscriptions"]; v < float64(len(agents)) {
+			t.Errorf("mqttd_subscriptions = %v, want >= %d", v, len(agents))
 		}
-		for _, a := range []string{"agent1", "agent2"} {
+		for _, a := range agents {
 			if v := pages[a]["agent_signal_brokers_connected"]; v != 1 {
 				t.Errorf("%s: agent_signal_brokers_connected = %v, want 1", a, v)
 			}
@@ -300,6 +304,33 @@ func TestCompose(t *testing.T) {
 			}
 		}
 	})
+}
+
+// connectAndEcho has agent2 open a pipe named name to addr, checks the
+// winning strategy, and has the peer echo a message.
+func (s *stack) connectAndEcho(t *testing.T, name, addr, strategy string) {
+	if addr == "" {
+		t.Fatal("no peer address")
+	}
+	var open struct {
+		Error    int    `json:"error"`
+		Msg      string `json:"msg"`
+		Strategy string `json:"strategy"`
+	}
+	s.agent("agent2", &open, "open", name, addr)
+	if open.Error != 0 || open.Strategy != strategy {
+		t.Fatalf("open: error %d %q, strategy %q, want %q", open.Error, open.Msg, open.Strategy, strategy)
+	}
+	var sent struct{ Error int }
+	s.agent("agent2", &sent, "send", name, "ECHO hello over "+strategy)
+	var got struct {
+		Error int    `json:"error"`
+		Data  string `json:"data"`
+	}
+	s.agent("agent2", &got, "recv", name, "30")
+	if sent.Error != 0 || got.Error != 0 || got.Data != "hello over "+strategy {
+		t.Fatalf("echo: sent %d, got %+v", sent.Error, got)
+	}
 }
 
 // ifsReply is the part of /p2p/ifs the test reads.
@@ -405,8 +436,8 @@ func freeSubnets(t *testing.T) (a, b string) {
 }
 
 // relayPorts is the size of turnd's relay range in the test: one standing
-// allocation per demo agent plus the test's own.
-const relayPorts = 4
+// allocation per demo agent, the test's own, and room to spare.
+const relayPorts = 6
 
 // freeUDPPorts returns p such that UDP ports p to p+relayPorts-1 are free on
 // loopback, below the kernel's ephemeral range.
