@@ -155,7 +155,6 @@ func (n *Node) ConnectWith(ctx context.Context, to peeraddr.Address, o Options) 
 	results := make(chan outcome, len(run))
 	var errs []error
 	started := 0
-	var skippedAll []string
 	for i, s := range run {
 		rep.Phases[i].Strategy = s.Name()
 		a := Attempt{To: to, Peer: peer, Mine: mine, PipeID: newPipeID()}
@@ -165,7 +164,6 @@ func (n *Node) ConnectWith(ctx context.Context, to peeraddr.Address, o Options) 
 				rep.Phases[i].Err = why
 				errs = append(errs, fmt.Errorf("%s: %w: %s", s.Name(), ErrSkipped, why))
 				n.cfg.Metrics.Connects.WithLabelValues(s.Name(), ResultSkipped).Inc()
-				skippedAll = append(skippedAll, s.Name())
 				continue
 			}
 		}
