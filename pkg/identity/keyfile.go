@@ -25,7 +25,7 @@ var ErrKeyFile = errors.New("identity: unusable key file")
 
 // Load reads the key pair from <dir>/node.key. It refuses a file that other
 // users may read or write (on Unix any group or other permission bit, on
-// Windows an access list granting anyone but the owner, SYSTEM and
+// Windows an access list granting anyone but the current user, SYSTEM and
 // Administrators), and one that is not a well-formed key file.
 func Load(dir string) (*Identity, error) {
 	path := filepath.Join(dir, KeyFileName)
