@@ -55,7 +55,7 @@ func TestWindowsAgentUnderWine(t *testing.T) {
 	var logs testbin.Output
 	agent := wine.Command(exe, "--api", "127.0.0.1:"+strconv.Itoa(api), "--port", strconv.Itoa(nodePort),
 		"--stun", fmt.Sprintf("127.0.0.1:%d,127.0.0.2:%d", stun, stun),
-		"--brokers", "tcp://127.0.0.1:"+strconv.Itoa(broker), "--no-portmap")
+		"--brokers", "tcp://127.0.0.1:"+strconv.Itoa(broker))
 	agent.Stdout, agent.Stderr = &logs, &logs
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)

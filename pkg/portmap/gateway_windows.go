@@ -3,6 +3,7 @@ package portmap
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/windows"
@@ -30,7 +31,7 @@ func defaultGateway() (netip.Addr, error) {
 		}
 		metric := uint64(r.Metric)
 		ifRow := windows.MibIpInterfaceRow{Family: windows.AF_INET, InterfaceLuid: r.InterfaceLuid}
-		if windows.GetIpInterfaceEntry(&ifRow) == nil {
+		if haveInterfaceEntry() && windows.GetIpInterfaceEntry(&ifRow) == nil {
 			metric += uint64(ifRow.Metric)
 		}
 		if !best.IsValid() || metric < bestMetric {
@@ -42,3 +43,10 @@ func defaultGateway() (netip.Addr, error) {
 	}
 	return best, nil
 }
+
+// haveInterfaceEntry reports whether iphlpapi has GetIpInterfaceEntry
+// (Windows does; Wine 8 does not, and calling a missing procedure through
+// x/sys/windows panics). Without it routes are compared by their own metric.
+var haveInterfaceEntry = sync.OnceValue(func() bool {
+	return windows.NewLazySystemDLL("iphlpapi.dll").NewProc("GetIpInterfaceEntry").Find() == nil
+})
