@@ -12,8 +12,7 @@ import (
 )
 
 // defaultGateway reads the IPv4 routing table from a routing socket
-// (sysctl NET_RT_DUMP) and returns the gateway of the default route,
-// preferring an unscoped route to an interface-scoped one.
+// (sysctl NET_RT_DUMP) and picks the default route's gateway (pickDefault).
 func defaultGateway() (netip.Addr, error) {
 	rib, err := route.FetchRIB(syscall.AF_INET, route.RIBTypeRoute, 0)
 	if err != nil {
@@ -23,34 +22,32 @@ func defaultGateway() (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("portmap: parse routes: %w", err)
 	}
-	var scoped netip.Addr
+	var routes []route4
 	for _, m := range msgs {
 		rm, ok := m.(*route.RouteMessage)
-		if !ok || rm.Flags&unix.RTF_UP == 0 || rm.Flags&unix.RTF_GATEWAY == 0 || len(rm.Addrs) <= unix.RTAX_GATEWAY {
+		if !ok || len(rm.Addrs) <= unix.RTAX_GATEWAY {
 			continue
 		}
-		if dst, ok := rm.Addrs[unix.RTAX_DST].(*route.Inet4Addr); !ok || dst.IP != [4]byte{} {
-			continue
+		r := route4{
+			dst:    inet4(rm.Addrs[unix.RTAX_DST]),
+			gw:     inet4(rm.Addrs[unix.RTAX_GATEWAY]),
+			up:     rm.Flags&unix.RTF_UP != 0,
+			viaGW:  rm.Flags&unix.RTF_GATEWAY != 0,
+			scoped: rm.Flags&scopedRoute != 0,
 		}
 		if len(rm.Addrs) > unix.RTAX_NETMASK {
-			if mask, ok := rm.Addrs[unix.RTAX_NETMASK].(*route.Inet4Addr); ok && mask.IP != [4]byte{} {
-				continue // a route to 0.0.0.0/8 or similar, not the default
-			}
+			r.mask = inet4(rm.Addrs[unix.RTAX_NETMASK])
 		}
-		gw, ok := rm.Addrs[unix.RTAX_GATEWAY].(*route.Inet4Addr)
-		if !ok {
-			continue // an interface route (link address), no next hop
-		}
-		a := netip.AddrFrom4(gw.IP)
-		if rm.Flags&scopedRoute == 0 {
-			return a, nil
-		}
-		if !scoped.IsValid() {
-			scoped = a
-		}
+		routes = append(routes, r)
 	}
-	if scoped.IsValid() {
-		return scoped, nil
+	return pickDefault(routes)
+}
+
+// inet4 is a as an IPv4 address, or the invalid Addr for anything else (a
+// link-layer address, or none).
+func inet4(a route.Addr) netip.Addr {
+	if v, ok := a.(*route.Inet4Addr); ok {
+		return netip.AddrFrom4(v.IP)
 	}
-	return netip.Addr{}, ErrNoGateway
+	return netip.Addr{}
 }
