@@ -11,7 +11,7 @@ FUZZTIME ?= 3s
 TEST_TIMEOUT ?= 25m
 BINDIR ?= bin
 
-.PHONY: help build test test-short lint fuzz bench deps up down up-local down-local natmatrix images clean
+.PHONY: help build release cross test test-short lint fuzz bench deps up down up-local down-local natmatrix images clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -20,6 +20,12 @@ build: ## static binaries into bin/ (CGO_ENABLED=0, version stamped; BINDIR=dir 
 	@mkdir -p $(BINDIR)
 	@for c in $(CMDS); do echo "build $(BINDIR)/$$c"; \
 	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINDIR)/$$c ./cmd/$$c || exit 1; done
+
+release: ## agent for linux, macOS, Windows + servers for linux (amd64, arm64), SHA256SUMS, into dist/
+	VERSION=$(VERSION) scripts/release.sh
+
+cross: ## go vet + build the agent for every release OS/arch, the servers for linux
+	scripts/cross.sh
 
 test: ## everything: unit, NAT lab, interop, compose (when Docker is present), brief fuzzing
 	$(GO) vet ./...
@@ -30,12 +36,13 @@ test: ## everything: unit, NAT lab, interop, compose (when Docker is present), b
 test-short: ## the tests that need no root and no third-party tools
 	$(GO) test -short -count=1 ./...
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet, staticcheck, cross-target vet/build (scripts/cross.sh)
 	@out=$$(gofmt -l .); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null || { echo "staticcheck missing: run make deps"; exit 1; }
 	staticcheck ./...
 	cd test/deploy && $(GO) vet ./... && staticcheck ./...
+	scripts/cross.sh
 
 fuzz: ## run every fuzz target for FUZZTIME (default 3s)
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
@@ -66,4 +73,4 @@ images: ## build the FROM-scratch Docker images p2pd/<program>:VERSION (and :lat
 	LATEST=1 scripts/images.sh $(VERSION)
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

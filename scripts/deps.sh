@@ -14,6 +14,12 @@ APT_PACKAGES=(
   prometheus                   # promtool: checks deploy/prometheus.yml and every /metrics page
   ca-certificates
 )
+# Wine runs the Windows agent in tests (internal/winetest); Debian's wine64
+# exists for amd64 only. MinGW binutils link the bcryptprimitives.dll shim
+# Wine 8 needs for Go programs.
+if [[ $(dpkg --print-architecture) == amd64 ]]; then
+  APT_PACKAGES+=(wine wine64 binutils-mingw-w64-x86-64)
+fi
 GO_TOOLS=(
   honnef.co/go/tools/cmd/staticcheck@latest
   github.com/pion/stun/v3/cmd/stun-nat-behaviour@v3.1.7

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/p2pd-go/p2pd/internal/version"
 	"github.com/p2pd-go/p2pd/pkg/agent"
 	"github.com/p2pd-go/p2pd/pkg/api"
+	"github.com/p2pd-go/p2pd/pkg/identity"
 	"github.com/p2pd-go/p2pd/pkg/netif"
 	psignal "github.com/p2pd-go/p2pd/pkg/signal"
 )
@@ -55,16 +55,6 @@ type options struct {
 	turn                                                  turnOptions
 }
 
-func defaultStateDir() string {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "p2pd")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "state", "p2pd")
-	}
-	return "/var/lib/p2pd"
-}
-
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cl := config.New("agent", "AGENT", "agent "+version.Version+": p2pd agent - direct peer-to-peer connections through NATs, with a local REST API.\n\n"+
 		"Run it with no subcommand (or `agent run`) to start the daemon. Client commands talk to a\nrunning agent's API: "+strings.Join(commandNames(), ", ")+" (see `agent help`).")
@@ -78,7 +68,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.brokers, "brokers", "tcp://127.0.0.1:1883", "MQTT broker list shared by all agents (tcp://, tls://; comma-separated); an address's signal offsets index into it")
 	fs.StringVar(&o.brokerUser, "broker-username", "", "MQTT username for every broker (mqttd needs one unless it allows anonymous access)")
 	fs.StringVar(&o.brokerPassFile, "broker-password-file", "", "file holding the MQTT password (kept out of flags and logs)")
-	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "directory for the node key (created 0700; the key file is 0600)")
+	fs.StringVar(&o.stateDir, "state-dir", identity.DefaultDir(), "directory for the node key (created readable by this user only: 0700/0600, on Windows an access list)")
 	fs.StringVar(&o.interfaces, "interfaces", "", "interfaces to use (comma-separated; empty: every usable one)")
 	fs.BoolVar(&o.noPortMap, "no-portmap", false, "do not ask the gateway (NAT-PMP/PCP, UPnP) to forward the node port")
 	fs.BoolVar(&o.noNATProfile, "no-nat-profile", false, "skip NAT detection and assume a port-restricted cone NAT")

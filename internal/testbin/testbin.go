@@ -24,9 +24,29 @@ var (
 // module root) once per test process and returns the binary's path.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
+	return BuildFor(t, pkg, runtime.GOOS, runtime.GOARCH)
+}
+
+// BuildFor is Build for another OS and architecture (a Windows agent for
+// Wine); the binary is named <name>-<goos>-<goarch>[.exe].
+func BuildFor(t testing.TB, pkg, goos, goarch string) string {
+	t.Helper()
+	return build(t, pkg, goos, goarch, false)
+}
+
+// TestFor compiles the tests of package pkg for goos/goarch (go test -c),
+// e.g. to run a package's Windows tests under Wine.
+func TestFor(t testing.TB, pkg, goos, goarch string) string {
+	t.Helper()
+	return build(t, pkg, goos, goarch, true)
+}
+
+func build(t testing.TB, pkg, goos, goarch string, test bool) string {
+	t.Helper()
 	mu.Lock()
 	defer mu.Unlock()
-	if p, ok := built[pkg]; ok {
+	key := fmt.Sprint(pkg, " ", goos, "/", goarch, " test=", test)
+	if p, ok := built[key]; ok {
 		return p
 	}
 	// One directory per checkout, rebuilt into by every test process (the
@@ -40,10 +60,23 @@ func Build(t testing.TB, pkg string) string {
 		t.Fatalf("testbin: %v", err)
 	}
 	out := filepath.Join(dir, filepath.Base(pkg))
+	if test {
+		out += ".test"
+	}
+	if goos != runtime.GOOS || goarch != runtime.GOARCH {
+		out += "-" + goos + "-" + goarch
+	}
+	if goos == "windows" {
+		out += ".exe"
+	}
 	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
 	cmd := exec.Command("go", "build", "-o", tmp, "./"+strings.TrimPrefix(pkg, "./"))
+	if test {
+		cmd.Args[1] = "test"
+		cmd.Args = append(cmd.Args[:2], append([]string{"-c"}, cmd.Args[2:]...)...)
+	}
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(tmp)
 		t.Fatalf("testbin: go build %s: %v\n%s", pkg, err, b)
@@ -51,7 +84,7 @@ func Build(t testing.TB, pkg string) string {
 	if err := os.Rename(tmp, out); err != nil {
 		t.Fatalf("testbin: %v", err)
 	}
-	built[pkg] = out
+	built[key] = out
 	return out
 }
 
@@ -61,4 +94,25 @@ func moduleRoot(t testing.TB) string {
 		t.Fatal("testbin: cannot locate the module")
 	}
 	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Output collects a process's stdout/stderr (set both to it) and may be
+// read while the process runs.
+type Output struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.b = append(o.b, p...)
+	return len(p), nil
+}
+
+// String is everything written so far.
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return string(o.b)
 }

@@ -57,25 +57,13 @@ func TestParseNodeIDErrors(t *testing.T) {
 }
 
 func TestLoadOrCreate(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state", "agent")
+	dir := filepath.Join(tempDir(t), "state", "agent")
 	id, created, err := LoadOrCreate(dir)
 	if err != nil || !created {
 		t.Fatalf("first LoadOrCreate: created=%v err=%v", created, err)
 	}
-	st, err := os.Stat(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o700 {
-		t.Errorf("state dir mode %04o, want 0700", st.Mode().Perm())
-	}
-	st, err = os.Stat(filepath.Join(dir, KeyFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o600 {
-		t.Errorf("key file mode %04o, want 0600", st.Mode().Perm())
-	}
+	assertPrivate(t, dir)
+	assertPrivate(t, filepath.Join(dir, KeyFileName))
 	again, created, err := LoadOrCreate(dir)
 	if err != nil || created {
 		t.Fatalf("second LoadOrCreate: created=%v err=%v", created, err)
@@ -98,26 +86,30 @@ func TestLoadRefuses(t *testing.T) {
 	tests := []struct {
 		name    string
 		content []byte
-		mode    os.FileMode
+		expose  func(t *testing.T, path string) // nil: the file stays private
 		want    string
 	}{
-		{"group readable", good, 0o640, "mode 0640"},
-		{"world readable", good, 0o604, "mode 0604"},
-		{"empty", nil, 0o600, "empty"},
-		{"garbage", []byte("hello\n"), 0o600, "does not start with"},
-		{"bad base64", []byte(keyPrefix + "!!!!\n"), 0o600, "base64"},
-		{"short key", []byte(keyPrefix + "AAAA\n"), 0o600, "3 bytes"},
-		{"two lines", append(bytes.Clone(good), good...), 0o600, "single line"},
+		{"empty", nil, nil, "empty"},
+		{"garbage", []byte("hello\n"), nil, "does not start with"},
+		{"bad base64", []byte(keyPrefix + "!!!!\n"), nil, "base64"},
+		{"short key", []byte(keyPrefix + "AAAA\n"), nil, "3 bytes"},
+		{"two lines", append(bytes.Clone(good), good...), nil, "single line"},
+	}
+	for _, e := range exposures() { // per OS: modes on Unix, access lists on Windows
+		tests = append(tests, struct {
+			name    string
+			content []byte
+			expose  func(t *testing.T, path string)
+			want    string
+		}{e.name, good, e.expose, e.want})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := tempDir(t)
 			path := filepath.Join(dir, KeyFileName)
-			if err := os.WriteFile(path, tc.content, tc.mode); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(path, tc.mode); err != nil { // umask
-				t.Fatal(err)
+			writePrivate(t, path, tc.content)
+			if tc.expose != nil {
+				tc.expose(t, path)
 			}
 			_, _, err := LoadOrCreate(dir)
 			if !errors.Is(err, ErrKeyFile) {
@@ -134,8 +126,35 @@ func TestLoadRefuses(t *testing.T) {
 	}
 }
 
+// writePrivate writes a key file the way LoadOrCreate would: readable by
+// its owner only.
+func writePrivate(t *testing.T, path string, content []byte) {
+	t.Helper()
+	f, err := createPrivate(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// exposure makes a private key file readable by others.
+type exposure struct {
+	name   string
+	expose func(t *testing.T, path string)
+	want   string // in the error Load returns
+}
+
 func TestLoadMissing(t *testing.T) {
-	_, err := Load(t.TempDir())
+	_, err := Load(tempDir(t))
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Load of empty dir = %v, want ErrNotExist", err)
 	}

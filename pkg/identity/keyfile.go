@@ -23,8 +23,10 @@ const keyPrefix = "x25519-private:"
 // used (malformed, or readable by group/others).
 var ErrKeyFile = errors.New("identity: unusable key file")
 
-// Load reads the key pair from <dir>/node.key. It refuses a file that group
-// or others may read or write, and one that is not a well-formed key file.
+// Load reads the key pair from <dir>/node.key. It refuses a file that other
+// users may read or write (on Unix any group or other permission bit, on
+// Windows an access list granting anyone but the current user, SYSTEM and
+// Administrators), and one that is not a well-formed key file.
 func Load(dir string) (*Identity, error) {
 	path := filepath.Join(dir, KeyFileName)
 	f, err := os.Open(path)
@@ -39,8 +41,8 @@ func Load(dir string) (*Identity, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrKeyFile, path)
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %04o; it holds a private key and must be 0600 (run: chmod 600 %s)", ErrKeyFile, path, perm, path)
+	if err := checkPrivate(f, st, path); err != nil {
+		return nil, err
 	}
 	buf, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
@@ -54,7 +56,9 @@ func Load(dir string) (*Identity, error) {
 }
 
 // LoadOrCreate loads <dir>/node.key, or, when it does not exist, creates dir
-// (mode 0700) and a new key file (mode 0600) in it. created reports which.
+// and a new key file in it that only this user may open (mode 0700 and 0600
+// on Unix; on Windows a protected access list naming only the user).
+// created reports which.
 func LoadOrCreate(dir string) (id *Identity, created bool, err error) {
 	id, err = Load(dir)
 	if err == nil {
@@ -63,7 +67,7 @@ func LoadOrCreate(dir string) (id *Identity, created bool, err error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, false, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := makePrivateDir(dir); err != nil {
 		return nil, false, fmt.Errorf("identity: create state dir: %w", err)
 	}
 	id, err = Generate(rand.Reader)
@@ -83,15 +87,11 @@ func LoadOrCreate(dir string) (id *Identity, created bool, err error) {
 // writeKeyFile writes the key to a temporary file and links it into place,
 // so the key file is either absent or complete, and never overwritten.
 func writeKeyFile(dir string, id *Identity) error {
-	tmp, err := os.CreateTemp(dir, ".node.key.*")
+	tmp, err := createPrivate(dir)
 	if err != nil {
 		return fmt.Errorf("identity: create key file: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("identity: create key file: %w", err)
-	}
 	if _, err := tmp.Write(MarshalKeyFile(id)); err != nil {
 		tmp.Close()
 		return fmt.Errorf("identity: write key file: %w", err)

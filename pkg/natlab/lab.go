@@ -16,10 +16,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/p2pd-go/p2pd/internal/testenv"
@@ -80,6 +80,10 @@ func NewWithOptions(t testing.TB, opts Options) *Lab {
 			t.Fatalf("natlab: WAN4 %s must be an IPv4 /24", opts.WAN4)
 		}
 		wan4 = opts.WAN4.Masked()
+	}
+	if runtime.GOOS != "linux" {
+		// Not a missing prerequisite make deps could install: a plain skip.
+		t.Skipf("natlab: needs Linux network namespaces, not %s", runtime.GOOS)
 	}
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "ip", "nft", "tc")
@@ -163,11 +167,6 @@ func removeLeftovers(t testing.TB) {
 			t.Logf("natlab: removing leftover %s: %v", name, err)
 		}
 	}
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || err == syscall.EPERM
 }
 
 // Namespaces lists the namespaces this lab created (for diagnostics).

@@ -25,8 +25,9 @@ const (
 )
 
 // DefaultSkip matches interface names that are never useful for peers:
-// container, VPN-less virtual and bridge devices.
-var DefaultSkip = regexp.MustCompile(`^(lo|docker\d*|br-.*|veth.*|virbr.*|vnet.*|cni.*|flannel.*|cali.*|kube.*|dummy.*)$`)
+// container, VPN-less virtual and bridge devices, named as this OS names
+// them (see skip_*.go).
+var DefaultSkip = regexp.MustCompile(defaultSkip)
 
 // Options filters the interfaces List returns.
 type Options struct {

@@ -13,7 +13,6 @@ import (
 
 	natpmp "github.com/jackpal/go-nat-pmp"
 	"github.com/p2pd-go/p2pd/internal/sock"
-	"github.com/vishvananda/netlink"
 )
 
 // ErrNoGateway means there is no IPv4 default route to ask.
@@ -47,23 +46,13 @@ type Config struct {
 	Method string
 }
 
-// Gateway returns the IPv4 default gateway of the Net's namespace.
+// Gateway returns the IPv4 default gateway of the Net's namespace, as the
+// operating system's routing table has it (see gateway_*.go).
 func Gateway(n sock.Net) (netip.Addr, error) {
 	var gw netip.Addr
-	err := sock.Do(n, func() error {
-		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-		if err != nil {
-			return fmt.Errorf("portmap: routes: %w", err)
-		}
-		for _, r := range routes {
-			if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw != nil {
-				if a, ok := netip.AddrFromSlice(r.Gw.To4()); ok {
-					gw = a
-					return nil
-				}
-			}
-		}
-		return ErrNoGateway
+	err := sock.Do(n, func() (err error) {
+		gw, err = defaultGateway()
+		return err
 	})
 	return gw, err
 }

@@ -1,3 +1,8 @@
+//go:build !windows
+
+// TestClientSendNotHeldByFrozenBroker freezes a broker with SIGSTOP, which
+// Windows does not have; these tests run on Linux and macOS.
+
 package signal
 
 import (

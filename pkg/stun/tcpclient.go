@@ -38,7 +38,11 @@ func DialTCPWith(ctx context.Context, n sock.Net, server netip.AddrPort, o sock.
 	if err != nil {
 		return nil, fmt.Errorf("stun: dial tcp %s: %w", server, err)
 	}
-	return &TCPConn{c: c, buf: make([]byte, 0, 1024), scratch: make([]byte, 0, 1024)}, nil
+	return newTCPConn(c), nil
+}
+
+func newTCPConn(c net.Conn) *TCPConn {
+	return &TCPConn{c: c, buf: make([]byte, 0, 1024), scratch: make([]byte, 0, 1024)}
 }
 
 // Close closes the connection.
