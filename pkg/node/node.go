@@ -27,9 +27,12 @@ const DefaultPort = 10001
 
 // PortOptions are the socket options of the node listeners and of every
 // socket that shares their port (STUN over TCP learning its mapping, punch
-// dials): SO_REUSEADDR, and SO_REUSEPORT where the platform has it.
+// dials): SO_REUSEADDR and SO_REUSEPORT where the platform has SO_REUSEPORT.
+// On Windows neither is set: there SO_REUSEADDR would let another process
+// take the bound port over, so nothing shares the node port.
 func PortOptions() sock.Options {
-	return sock.Options{ReuseAddr: true, ReusePort: runtime.GOOS != "windows"}
+	share := runtime.GOOS != "windows"
+	return sock.Options{ReuseAddr: share, ReusePort: share}
 }
 
 // Signaller sends signalling messages (pkg/signal's Client).
