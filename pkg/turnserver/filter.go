@@ -49,9 +49,19 @@ func tupleKey(network string, remote, local net.Addr) string {
 // numbers 0x4000-0x7FFF).
 func isChannelData(b []byte) bool { return len(b) >= 4 && b[0]&0xC0 == 0x40 }
 
+// isSTUNOrChannelData reports whether the first byte of a frame allows STUN
+// (top two bits 0) or ChannelData (0x40-0x7F). pion/stun v2 ignores the two
+// top bits of the message type, so 0x8003 would reach pion as an Allocate
+// request that the checks below never saw.
+func isSTUNOrChannelData(b []byte) bool { return len(b) > 0 && b[0]&0x80 == 0 }
+
 // inbound inspects one whole frame from a client. It returns pass=true when
 // pion should handle it; otherwise reply (possibly nil) is sent back instead.
 func (f *filter) inbound(frame []byte, network string, src, local net.Addr) (reply []byte, pass bool) {
+	if !isSTUNOrChannelData(frame) {
+		f.m.invalid.Inc()
+		return nil, false
+	}
 	if len(frame) < stunHeader || frame[0]&0xC0 != 0 {
 		return nil, true
 	}

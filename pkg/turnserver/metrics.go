@@ -28,6 +28,7 @@ type Metrics struct {
 	draining     prometheus.Gauge
 	drainRefused prometheus.Counter
 	tcpRefused   prometheus.Counter
+	invalid      prometheus.Counter
 
 	// resolved children for the per-packet paths
 	bytesPeer, bytesClient, pktsPeer, pktsClient prometheus.Counter
@@ -73,6 +74,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tcpRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "turnd_tcp_connections_refused_total", Help: "TCP/TLS connections closed at once because --max-tcp-conns were open.",
 		}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_invalid_datagrams_total",
+			Help: "Client datagrams dropped before pion: neither STUN (first two bits 0) nor ChannelData (first byte 0x40-0x7F).",
+		}),
 	}
 	m.bytesPeer, m.bytesClient = m.bytes.WithLabelValues(toPeer), m.bytes.WithLabelValues(toClient)
 	m.pktsPeer, m.pktsClient = m.packets.WithLabelValues(toPeer), m.packets.WithLabelValues(toClient)
@@ -87,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.active, m.created, m.expired, m.bytes, m.packets, m.authFailures,
-			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused)
+			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid)
 	}
 	return m
 }
