@@ -153,8 +153,23 @@ func TestUclientInterop(t *testing.T) {
 	t.Run("wrong password refused", func(t *testing.T) {
 		_, recv, out := uclientTotals(t, "-e", "127.0.0.1", "-r", strconv.Itoa(peerPort), "-p", strconv.Itoa(srv.port),
 			"-n", "3", "-c", "-u", "alice", "-w", "wrong", "127.0.0.1")
-		if recv > 0 || !strings.Contains(out, "error 400") {
-			t.Fatalf("uclient with a wrong password was not refused with 400:\n%s", out)
+		// On 401 uclient retries with the fresh nonce, then gives up; 400
+		// would make it stop at once with "error 400".
+		if recv > 0 || strings.Contains(out, "error 400") || !strings.Contains(out, "Cannot complete Allocation") {
+			t.Fatalf("uclient with a wrong password was not refused with 401:\n%s", out)
+		}
+		body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", srv.admin))
+		if v := metricValue(body, `turnd_auth_failures_total{reason="bad_integrity"}`); v < 2 {
+			t.Errorf("auth failures{bad_integrity} = %v, want the first try and the retry", v)
+		}
+	})
+	t.Run("IPv6 relay refused with 440", func(t *testing.T) {
+		// uclient asks for an IPv6 relay (REQUESTED-ADDRESS-FAMILY 2) when
+		// the peer it is given is IPv6.
+		_, recv, out := uclientTotals(t, "-e", "::1", "-r", strconv.Itoa(peerPort), "-p", strconv.Itoa(srv.port),
+			"-n", "3", "-c", "-x", "-u", "alice", "-w", "alice-pw", "127.0.0.1")
+		if recv > 0 || !strings.Contains(out, "error 440") {
+			t.Fatalf("uclient asking for an IPv6 relay was not refused with 440:\n%s", out)
 		}
 	})
 }

@@ -23,8 +23,8 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return n, addr, err
 		}
 		reply, pass := c.f.inbound(p[:n], "udp", addr, c.PacketConn.LocalAddr())
-		if pass {
-			return n, addr, nil
+		if pass != nil {
+			return len(pass), addr, nil
 		}
 		if reply != nil {
 			_, _ = c.PacketConn.WriteTo(reply, addr)
@@ -225,11 +225,11 @@ func (c *streamConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		reply, pass := c.f.inbound(frame, c.network, c.Conn.RemoteAddr(), c.Conn.LocalAddr())
-		if pass {
-			if len(frame) > len(p) {
-				return 0, fmt.Errorf("%w (%d bytes)", errBigFrame, len(frame))
+		if pass != nil {
+			if len(pass) > len(p) {
+				return 0, fmt.Errorf("%w (%d bytes)", errBigFrame, len(pass))
 			}
-			return copy(p, frame), nil
+			return copy(p, pass), nil
 		}
 		if reply != nil {
 			if _, err := c.Conn.Write(reply); err != nil {

@@ -24,6 +24,8 @@ const (
 	attrData                      = 0x0013
 	stunHeader                    = 20
 	protoUDP                      = 17
+	familyIPv4                    = 0x01
+	familyIPv6                    = 0x02
 	magicCookie            uint32 = 0x2112A442
 )
 
@@ -55,78 +57,115 @@ func isChannelData(b []byte) bool { return len(b) >= 4 && b[0]&0xC0 == 0x40 }
 // request that the checks below never saw.
 func isSTUNOrChannelData(b []byte) bool { return len(b) > 0 && b[0]&0x80 == 0 }
 
-// inbound inspects one whole frame from a client. It returns pass=true when
-// pion should handle it; otherwise reply (possibly nil) is sent back instead.
-func (f *filter) inbound(frame []byte, network string, src, local net.Addr) (reply []byte, pass bool) {
+// inbound inspects one whole frame from a client. It returns the frame pion
+// should handle (frame itself, or a prefix of it rewritten in place), or nil
+// with a reply (possibly nil) to send back instead.
+func (f *filter) inbound(frame []byte, network string, src, local net.Addr) (reply, pass []byte) {
 	if !isSTUNOrChannelData(frame) {
 		f.m.invalid.Inc()
-		return nil, false
+		return nil, nil
 	}
 	if len(frame) < stunHeader || frame[0]&0xC0 != 0 {
-		return nil, true
+		return nil, frame
 	}
 	t := binary.BigEndian.Uint16(frame)
 	switch t {
 	case typeAllocateRequest, typeRefreshRequest, typeCreatePermRequest, typeChannelBindRequest:
 	default:
-		return nil, true
+		return nil, frame
 	}
 	m := &stun.Message{Raw: append([]byte(nil), frame...)}
 	if err := m.Decode(); err != nil || !m.Contains(stun.AttrMessageIntegrity) {
-		return nil, true // pion answers: 400 or 401 with a nonce
+		return nil, frame // pion answers: 400 or 401 with a nonce
 	}
 	user, key, reason := f.auth.Verify(m, src)
 	if reason != "" {
 		f.m.authFailures.WithLabelValues(reason).Inc()
 		f.log.Debug("auth failure", "reason", reason, "src", src.String())
-		return nil, true // pion refuses it too
+		if reason == AuthMalformed {
+			return nil, frame // no USERNAME: pion answers 400
+		}
+		return nil, unsigned(frame)
 	}
 	switch t {
 	case typeAllocateRequest:
-		return f.allocate(m, key, user, tupleKey(network, src, local))
+		return f.allocate(m, key, user, tupleKey(network, src, local), frame)
 	case typeCreatePermRequest, typeChannelBindRequest:
-		return f.permission(m, key, src)
+		return f.permission(m, key, src, frame)
 	}
-	return nil, true
+	return nil, frame
 }
 
-func (f *filter) allocate(m *stun.Message, key []byte, user, tuple string) ([]byte, bool) {
+// unsigned cuts MESSAGE-INTEGRITY and what follows it off a request, in
+// place. Wrong credentials (unknown user, bad password or REST secret,
+// expired REST username) must be answered with 401 and a fresh nonce
+// (RFC 8489 9.2.4); pion answers 400 to them, but 401 with a fresh nonce and
+// the realm to a request without MESSAGE-INTEGRITY, so that is what it gets.
+func unsigned(frame []byte) []byte {
+	end := stunHeader + int(binary.BigEndian.Uint16(frame[2:4]))
+	for i := stunHeader; i+4 <= end && end <= len(frame); {
+		at := binary.BigEndian.Uint16(frame[i:])
+		if at == uint16(stun.AttrMessageIntegrity) {
+			binary.BigEndian.PutUint16(frame[2:4], uint16(i-stunHeader))
+			return frame[:i]
+		}
+		i += 4 + (int(binary.BigEndian.Uint16(frame[i+2:]))+3)&^3
+	}
+	return frame // not reached: Verify found the attribute
+}
+
+func (f *filter) allocate(m *stun.Message, key []byte, user, tuple string, frame []byte) (reply, pass []byte) {
 	// pion v3.0.3 accepts REQUESTED-TRANSPORT TCP but hands out a UDP relay;
 	// RFC 6062 clients must hear that TCP relays are not offered.
 	if v, err := m.Get(stun.AttrRequestedTransport); err == nil && len(v) > 0 && v[0] != protoUDP {
-		return errorReply(m, key, stun.CodeUnsupportedTransProto, "Unsupported Transport Protocol"), false
+		return errorReply(m, key, stun.CodeUnsupportedTransProto, "Unsupported Transport Protocol"), nil
+	}
+	// pion v3.0.3 ignores REQUESTED-ADDRESS-FAMILY and relays over IPv4
+	// only: a client asking for an IPv6 relay hears so (RFC 6156 4.2).
+	if v, err := m.Get(stun.AttrRequestedAddressFamily); err == nil {
+		switch {
+		case len(v) != 4 || (v[0] != familyIPv4 && v[0] != familyIPv6):
+			return errorReply(m, key, stun.CodeBadRequest, "Bad REQUESTED-ADDRESS-FAMILY"), nil
+		case v[0] == familyIPv6:
+			f.m.familyRefused.Inc()
+			return errorReply(m, key, stun.CodeAddrFamilyNotSupported, "Address Family not Supported"), nil
+		}
 	}
 	if f.draining.Load() {
 		f.m.drainRefused.Inc()
-		return errorReply(m, key, stun.CodeInsufficientCapacity, "Server is draining"), false
+		return errorReply(m, key, stun.CodeInsufficientCapacity, "Server is draining"), nil
 	}
 	switch err := f.tracker.reserve(tuple, user, f.now()); {
 	case errors.Is(err, errUserQuota):
 		f.m.quota.WithLabelValues(quotaUser).Inc()
-		return errorReply(m, key, stun.CodeAllocQuotaReached, "Allocation Quota Reached"), false
+		return errorReply(m, key, stun.CodeAllocQuotaReached, "Allocation Quota Reached"), nil
 	case errors.Is(err, errTotalQuota):
 		f.m.quota.WithLabelValues(quotaTotal).Inc()
-		return errorReply(m, key, stun.CodeAllocQuotaReached, "Server Allocation Limit Reached"), false
+		return errorReply(m, key, stun.CodeAllocQuotaReached, "Server Allocation Limit Reached"), nil
 	}
-	return nil, true
+	return nil, frame
 }
 
-func (f *filter) permission(m *stun.Message, key []byte, src net.Addr) ([]byte, bool) {
+func (f *filter) permission(m *stun.Message, key []byte, src net.Addr, frame []byte) (reply, pass []byte) {
 	for _, a := range m.Attributes {
 		if a.Type != stun.AttrXORPeerAddress {
 			continue
 		}
 		ap, err := decodeXORAddr(a.Value, m.TransactionID)
 		if err != nil {
-			return nil, true // pion answers 400
+			return nil, frame // pion answers 400
 		}
 		if r := f.policy.CheckPeer(ap); r != "" {
 			f.m.denials.WithLabelValues(r).Inc()
 			f.log.Debug("peer refused", "reason", r, "src", src.String())
-			return errorReply(m, key, stun.CodeForbidden, "Forbidden"), false
+			return errorReply(m, key, stun.CodeForbidden, "Forbidden"), nil
+		}
+		if a.Value[1] != familyIPv4 { // relays are IPv4: RFC 6156 6.1
+			f.m.familyRefused.Inc()
+			return errorReply(m, key, stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch"), nil
 		}
 	}
-	return nil, true
+	return nil, frame
 }
 
 // outbound inspects one frame pion sends to a client: it counts relayed data
@@ -195,7 +234,7 @@ func decodeXORAddr(v []byte, tid [stun.TransactionIDSize]byte) (netip.AddrPort, 
 	copy(x[4:], tid[:])
 	port := binary.BigEndian.Uint16(v[2:4]) ^ uint16(magicCookie>>16)
 	switch v[1] {
-	case 0x01:
+	case familyIPv4:
 		if len(v) != 8 {
 			return netip.AddrPort{}, errBadAddr
 		}
@@ -204,7 +243,7 @@ func decodeXORAddr(v []byte, tid [stun.TransactionIDSize]byte) (netip.AddrPort, 
 			b[i] = v[4+i] ^ x[i]
 		}
 		return netip.AddrPortFrom(netip.AddrFrom4(b), port), nil
-	case 0x02:
+	case familyIPv6:
 		if len(v) != 20 {
 			return netip.AddrPort{}, errBadAddr
 		}

@@ -217,7 +217,7 @@ func (r *rawClient) code(res *stun.Message) int {
 	if err := ec.GetFrom(res); err != nil {
 		r.t.Fatalf("error response without ERROR-CODE: %v", res)
 	}
-	if int(ec.Code) == 403 || int(ec.Code) == 442 || int(ec.Code) == 486 || int(ec.Code) == 508 {
+	if int(ec.Code) == 403 || int(ec.Code) == 440 || int(ec.Code) == 442 || int(ec.Code) == 443 || int(ec.Code) == 486 || int(ec.Code) == 508 {
 		if err := stun.MessageIntegrity(r.key).Check(res); err != nil {
 			r.t.Fatalf("%d response fails MESSAGE-INTEGRITY: %v", ec.Code, err)
 		}

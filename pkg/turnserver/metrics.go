@@ -16,19 +16,20 @@ const (
 
 // Metrics are turnd's Prometheus metrics.
 type Metrics struct {
-	active       prometheus.Gauge
-	created      prometheus.Counter
-	expired      prometheus.Counter
-	bytes        *prometheus.CounterVec
-	packets      *prometheus.CounterVec
-	authFailures *prometheus.CounterVec
-	denials      *prometheus.CounterVec
-	quota        *prometheus.CounterVec
-	dropped      prometheus.Counter
-	draining     prometheus.Gauge
-	drainRefused prometheus.Counter
-	tcpRefused   prometheus.Counter
-	invalid      prometheus.Counter
+	active        prometheus.Gauge
+	created       prometheus.Counter
+	expired       prometheus.Counter
+	bytes         *prometheus.CounterVec
+	packets       *prometheus.CounterVec
+	authFailures  *prometheus.CounterVec
+	denials       *prometheus.CounterVec
+	quota         *prometheus.CounterVec
+	dropped       prometheus.Counter
+	draining      prometheus.Gauge
+	drainRefused  prometheus.Counter
+	tcpRefused    prometheus.Counter
+	invalid       prometheus.Counter
+	familyRefused prometheus.Counter
 
 	// resolved children for the per-packet paths
 	bytesPeer, bytesClient, pktsPeer, pktsClient prometheus.Counter
@@ -78,6 +79,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "turnd_invalid_datagrams_total",
 			Help: "Client datagrams dropped before pion: neither STUN (first two bits 0) nor ChannelData (first byte 0x40-0x7F).",
 		}),
+		familyRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_family_refusals_total",
+			Help: "Allocate requests for an IPv6 relay (440) and IPv6 peers of an IPv4 relay (443); relays are IPv4 only.",
+		}),
 	}
 	m.bytesPeer, m.bytesClient = m.bytes.WithLabelValues(toPeer), m.bytes.WithLabelValues(toClient)
 	m.pktsPeer, m.pktsClient = m.packets.WithLabelValues(toPeer), m.packets.WithLabelValues(toClient)
@@ -92,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.active, m.created, m.expired, m.bytes, m.packets, m.authFailures,
-			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid)
+			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid, m.familyRefused)
 	}
 	return m
 }

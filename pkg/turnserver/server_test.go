@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v2"
+	"github.com/pion/turn/v3"
 
 	"github.com/p2pd-go/p2pd/internal/metricstest"
 )
@@ -172,19 +173,101 @@ func TestExpiredRESTCredentialRefused(t *testing.T) {
 	if got := metric(t, s.f.m.authFailures.WithLabelValues(AuthExpired)); got < 2 {
 		t.Errorf("auth failures{reason=expired} = %v, want >= 2", got)
 	}
-	// Wrong secret and unknown user are refused too.
-	for name, cr := range map[string][2]string{
-		"wrong secret": {RESTUsername(time.Now().Add(time.Hour), "dave"), "bm90IGl0"},
-		"unknown user": {"mallory", "pw"},
-		"bad password": {"alice", "nope"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			r := newRawClient(t, "udp", s.UDPAddrs()[0].String(), cr[0], cr[1])
-			res := r.allocate()
-			if res.Type.Class != stun.ClassErrorResponse {
-				t.Fatal("allocation succeeded")
+}
+
+// Wrong credentials get 401 with the realm and a fresh nonce (RFC 8489
+// 9.2.4), so clients retry or report a credential problem; 400 would say the
+// request itself was malformed.
+func TestWrongCredentialsGet401(t *testing.T) {
+	s, _ := testServer(t, nil)
+	creds := []struct{ name, user, pass, reason string }{
+		{"bad password", "alice", "nope", AuthBadIntegrity},
+		{"unknown user", "mallory", "pw", AuthUnknownUser},
+		{"wrong REST secret", RESTUsername(time.Now().Add(time.Hour), "dave"), RESTPassword("other", RESTUsername(time.Now().Add(time.Hour), "dave")), AuthBadIntegrity},
+		{"expired REST credential", RESTUsername(time.Now().Add(-time.Minute), "dave"), RESTPassword("s3cret-new", RESTUsername(time.Now().Add(-time.Minute), "dave")), AuthExpired},
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		addr := s.UDPAddrs()[0].String()
+		if network == "tcp" {
+			addr = s.TCPAddrs()[0].String()
+		}
+		for _, cr := range creds {
+			t.Run(network+"/"+cr.name, func(t *testing.T) {
+				r := newRawClient(t, network, addr, cr.user, cr.pass)
+				before := metric(t, s.f.m.authFailures.WithLabelValues(cr.reason))
+				r.nonceFromServer()
+				held := s.Allocations() // earlier subtests' allocations
+				for _, method := range []stun.Method{stun.MethodAllocate, stun.MethodRefresh} {
+					res := r.request(method, udpTransport)
+					if code := r.code(res); code != 401 {
+						t.Fatalf("%v with %s: got %d, want 401", method, cr.name, code)
+					}
+					var nonce stun.Nonce
+					var realm stun.Realm
+					if nonce.GetFrom(res) != nil || realm.GetFrom(res) != nil || realm.String() != testRealm {
+						t.Fatalf("401 without NONCE and REALM %q: %v", testRealm, res)
+					}
+					r.nonce = nonce
+				}
+				if got := metric(t, s.f.m.authFailures.WithLabelValues(cr.reason)) - before; got != 2 {
+					t.Errorf("auth failures{reason=%s} grew by %v, want 2", cr.reason, got)
+				}
+				if s.Allocations() > held {
+					t.Fatalf("allocations grew from %d to %d", held, s.Allocations())
+				}
+				// The nonce of the 401 is valid: with right credentials it
+				// allocates at once (no 438 Stale Nonce).
+				r.user, r.key = "alice", turn.GenerateAuthKey("alice", testRealm, "alice-pw")
+				if code := r.code(r.request(stun.MethodAllocate, udpTransport)); code != 0 {
+					t.Fatalf("allocate with the 401's nonce and right credentials: %d", code)
+				}
+			})
+		}
+	}
+	// A request without USERNAME is malformed: 400.
+	t.Run("no username", func(t *testing.T) {
+		r := newRawClient(t, "udp", s.UDPAddrs()[0].String(), "alice", "alice-pw")
+		r.nonceFromServer()
+		m, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), udpTransport,
+			stun.NewRealm(testRealm), r.nonce, stun.MessageIntegrity(r.key))
+		if code := r.code(r.roundTrip(m)); code != 400 {
+			t.Fatalf("got %d, want 400", code)
+		}
+	})
+}
+
+// Relays are IPv4 only (pion/turn v3): an IPv6 relay request gets 440 and an
+// IPv6 peer 443 (RFC 6156), not a silent IPv4 relay.
+func TestIPv6RelayRefused(t *testing.T) {
+	s, _ := testServer(t, nil)
+	family := func(b byte) rawAttr { return rawAttr{stun.AttrRequestedAddressFamily, []byte{b, 0, 0, 0}} }
+	for _, network := range []string{"udp", "tcp"} {
+		addr := s.UDPAddrs()[0].String()
+		if network == "tcp" {
+			addr = s.TCPAddrs()[0].String()
+		}
+		t.Run(network, func(t *testing.T) {
+			r := newRawClient(t, network, addr, "alice", "alice-pw")
+			r.nonceFromServer()
+			if code := r.code(r.request(stun.MethodAllocate, udpTransport, family(0x02))); code != 440 {
+				t.Fatalf("IPv6 relay: got %d, want 440", code)
+			}
+			if code := r.code(r.request(stun.MethodAllocate, udpTransport, family(0x07))); code != 400 {
+				t.Fatalf("unknown family: got %d, want 400", code)
+			}
+			if code := r.code(r.request(stun.MethodAllocate, udpTransport, family(0x01))); code != 0 {
+				t.Fatalf("IPv4 relay: error %d", code)
+			}
+			if code := r.code(r.peerRequest(netip.MustParseAddr("2001:4860:4860::8888"), 0)); code != 443 {
+				t.Fatalf("IPv6 peer: got %d, want 443", code)
+			}
+			if code := r.code(r.peerRequest(netip.MustParseAddr("2001:4860:4860::8888"), 0x4001)); code != 443 {
+				t.Fatalf("IPv6 channel peer: got %d, want 443", code)
 			}
 		})
+	}
+	if got := metric(t, s.f.m.familyRefused); got != 6 {
+		t.Errorf("turnd_family_refusals_total = %v, want 6", got)
 	}
 }
 
