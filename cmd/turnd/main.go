@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,19 +87,32 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	reg := adminhttp.NewRegistry()
-	srv, err := turnserver.New(cfg, log, reg)
-	if err != nil {
-		return err
+	// The admin listener starts first so its port is known to the peer
+	// policy (a relay must never reach it); /healthz fails until the server runs.
+	var running atomic.Pointer[turnserver.Server]
+	health := func() error {
+		if s := running.Load(); s != nil {
+			return s.Health()
+		}
+		return errors.New("turnd: starting")
 	}
-	defer srv.Close()
 	if o.admin != "" {
-		adm, err := adminhttp.Start(o.admin, reg, srv.Health, log)
+		adm, err := adminhttp.Start(o.admin, reg, health, log)
 		if err != nil {
 			return err
 		}
 		defer adm.Close()
 		log.Info("admin http", "addr", adm.Addr().String())
+		if ap, err := netip.ParseAddrPort(adm.Addr().String()); err == nil {
+			cfg.OwnPorts = append(cfg.OwnPorts, int(ap.Port()))
+		}
 	}
+	srv, err := turnserver.New(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	running.Store(srv)
 	log.Info("turnd serving", "version", version.Version, "udp", fmt.Sprint(srv.UDPAddrs()), "tcp", fmt.Sprint(srv.TCPAddrs()),
 		"tls", fmt.Sprint(srv.TLSAddrs()), "relay", fmt.Sprintf("%s %d-%d", cfg.RelayIP, cfg.RelayMinPort, cfg.RelayMaxPort),
 		"users", len(cfg.Users), "rest_secrets", len(cfg.Secrets))

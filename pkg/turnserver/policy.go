@@ -4,29 +4,34 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
 // Denial reasons, used as the "reason" label of
 // turnd_permission_denials_total. The set is fixed (no per-address values).
 const (
-	ReasonLoopback    = "loopback"
-	ReasonUnspecified = "unspecified"
-	ReasonPrivate     = "private"
-	ReasonULA         = "ula"
-	ReasonLinkLocal   = "link_local"
-	ReasonCGNAT       = "cgnat"
-	ReasonMulticast   = "multicast"
-	ReasonBroadcast   = "broadcast"
-	ReasonMetadata    = "metadata"
-	ReasonReserved    = "reserved"
-	ReasonSelf        = "self"
+	ReasonLoopback      = "loopback"
+	ReasonUnspecified   = "unspecified"
+	ReasonPrivate       = "private"
+	ReasonULA           = "ula"
+	ReasonLinkLocal     = "link_local"
+	ReasonCGNAT         = "cgnat"
+	ReasonMulticast     = "multicast"
+	ReasonBroadcast     = "broadcast"
+	ReasonMetadata      = "metadata"
+	ReasonDocumentation = "documentation"
+	ReasonBenchmarking  = "benchmarking"
+	ReasonReserved      = "reserved"
+	ReasonSelf          = "self"
+	ReasonOwnPort       = "own_port"
 )
 
 // denyReasons lists every reason a Policy can give, for metric initialisation.
 var denyReasons = []string{
 	ReasonLoopback, ReasonUnspecified, ReasonPrivate, ReasonULA, ReasonLinkLocal, ReasonCGNAT,
-	ReasonMulticast, ReasonBroadcast, ReasonMetadata, ReasonReserved, ReasonSelf,
+	ReasonMulticast, ReasonBroadcast, ReasonMetadata, ReasonDocumentation, ReasonBenchmarking,
+	ReasonReserved, ReasonSelf, ReasonOwnPort,
 }
 
 type deniedRange struct {
@@ -34,26 +39,63 @@ type deniedRange struct {
 	reason string
 }
 
-// Ranges are checked in order: the first match gives the reason, so the more
-// specific ones (metadata inside link-local, broadcast inside reserved) come first.
+func deny(prefix, reason string) deniedRange {
+	return deniedRange{netip.MustParsePrefix(prefix), reason}
+}
+
+// deniedRanges are the blocks the IANA IPv4 and IPv6 Special-Purpose Address
+// Registries mark as not globally reachable, plus multicast and the cloud
+// metadata address. They are checked in order: the first match gives the
+// reason, so the more specific ones (metadata inside link-local, broadcast
+// inside reserved, benchmarking inside 2001::/23) come first.
 var deniedRanges = []deniedRange{
-	{netip.MustParsePrefix("169.254.169.254/32"), ReasonMetadata},
-	{netip.MustParsePrefix("255.255.255.255/32"), ReasonBroadcast},
-	{netip.MustParsePrefix("0.0.0.0/8"), ReasonUnspecified},
-	{netip.MustParsePrefix("127.0.0.0/8"), ReasonLoopback},
-	{netip.MustParsePrefix("10.0.0.0/8"), ReasonPrivate},
-	{netip.MustParsePrefix("172.16.0.0/12"), ReasonPrivate},
-	{netip.MustParsePrefix("192.168.0.0/16"), ReasonPrivate},
-	{netip.MustParsePrefix("100.64.0.0/10"), ReasonCGNAT},
-	{netip.MustParsePrefix("169.254.0.0/16"), ReasonLinkLocal},
-	{netip.MustParsePrefix("224.0.0.0/4"), ReasonMulticast},
-	{netip.MustParsePrefix("240.0.0.0/4"), ReasonReserved},
-	{netip.MustParsePrefix("::/128"), ReasonUnspecified},
-	{netip.MustParsePrefix("::1/128"), ReasonLoopback},
-	{netip.MustParsePrefix("fc00::/7"), ReasonULA},
-	{netip.MustParsePrefix("fe80::/10"), ReasonLinkLocal},
-	{netip.MustParsePrefix("fec0::/10"), ReasonLinkLocal}, // deprecated site-local
-	{netip.MustParsePrefix("ff00::/8"), ReasonMulticast},
+	deny("169.254.169.254/32", ReasonMetadata),
+	deny("255.255.255.255/32", ReasonBroadcast),
+	deny("0.0.0.0/8", ReasonUnspecified),
+	deny("127.0.0.0/8", ReasonLoopback),
+	deny("10.0.0.0/8", ReasonPrivate),
+	deny("172.16.0.0/12", ReasonPrivate),
+	deny("192.168.0.0/16", ReasonPrivate),
+	deny("100.64.0.0/10", ReasonCGNAT),
+	deny("169.254.0.0/16", ReasonLinkLocal),
+	deny("192.0.0.0/24", ReasonReserved), // IETF protocol assignments
+	deny("192.0.2.0/24", ReasonDocumentation),
+	deny("198.51.100.0/24", ReasonDocumentation),
+	deny("203.0.113.0/24", ReasonDocumentation),
+	deny("198.18.0.0/15", ReasonBenchmarking),
+	deny("192.88.99.0/24", ReasonReserved), // deprecated 6to4 relay anycast
+	deny("224.0.0.0/4", ReasonMulticast),
+	deny("240.0.0.0/4", ReasonReserved),
+	deny("::/128", ReasonUnspecified),
+	deny("::1/128", ReasonLoopback),
+	deny("100::/64", ReasonReserved),        // discard-only
+	deny("100:0:0:1::/64", ReasonReserved),  // dummy prefix
+	deny("64:ff9b:1::/48", ReasonReserved),  // local-use NAT64
+	deny("2001:2::/48", ReasonBenchmarking), // inside 2001::/23
+	deny("2001::/23", ReasonReserved),       // IETF protocol assignments
+	deny("2001:db8::/32", ReasonDocumentation),
+	deny("3fff::/20", ReasonDocumentation),
+	deny("5f00::/16", ReasonReserved), // SRv6 SIDs
+	deny("fc00::/7", ReasonULA),
+	deny("fe80::/10", ReasonLinkLocal),
+	deny("fec0::/10", ReasonLinkLocal), // deprecated site-local
+	deny("ff00::/8", ReasonMulticast),
+}
+
+// reachable are the blocks inside a denied range that the registries mark
+// globally reachable (anycast services, AS112, ORCHIDv2, drone remote ID),
+// and Teredo, which is judged by the IPv4 addresses it carries.
+var reachable = []netip.Prefix{
+	netip.MustParsePrefix("192.0.0.9/32"),    // PCP anycast
+	netip.MustParsePrefix("192.0.0.10/32"),   // TURN anycast
+	netip.MustParsePrefix("2001::/32"),       // Teredo
+	netip.MustParsePrefix("2001:1::1/128"),   // PCP anycast
+	netip.MustParsePrefix("2001:1::2/128"),   // TURN anycast
+	netip.MustParsePrefix("2001:1::3/128"),   // DNS-SD service registration anycast
+	netip.MustParsePrefix("2001:3::/32"),     // AMT
+	netip.MustParsePrefix("2001:4:112::/48"), // AS112-v6
+	netip.MustParsePrefix("2001:20::/28"),    // ORCHIDv2
+	netip.MustParsePrefix("2001:30::/28"),    // drone remote ID
 }
 
 // IPv6 prefixes whose low 32 bits carry an IPv4 address that traffic to the
@@ -66,26 +108,49 @@ var embeddingPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("64:ff9b:1::/48"),  // NAT64 local-use prefix
 }
 
+var (
+	sixToFour = netip.MustParsePrefix("2002::/16") // IPv4 address in bits 16-47
+	teredo    = netip.MustParsePrefix("2001::/32") // server IPv4 in bits 32-63, client IPv4 inverted in 96-127
+)
+
 // Policy decides which peer addresses clients may relay to. The zero value
 // refuses only the fixed special-purpose ranges.
 type Policy struct {
-	allow              []netip.Prefix
-	self               map[netip.Addr]bool
-	bcast              map[netip.Addr]bool
-	relayMin, relayMax uint16 // the server's relay ports: the one way to reach a self address
+	allow    []netip.Prefix
+	self     map[netip.Addr]bool
+	bcast    map[netip.Addr]bool
+	ownPorts map[uint16]bool        // the server's own service ports (TURN, TLS, admin)
+	live     func(port uint16) bool // reports a live allocation's relay port: the one way to reach a self address
 }
 
-// WithRelayPorts lets peers on the server's own addresses through when their
-// port is a relay port (min-max): two clients of this server relaying to each
-// other's relay addresses. Every other port of the server stays refused.
-func (p *Policy) WithRelayPorts(minPort, maxPort int) *Policy {
-	p.relayMin, p.relayMax = uint16(minPort), uint16(maxPort)
+// WithLiveRelays lets peers on the server's own addresses through when their
+// port is the relay port of an allocation that exists now (live reports
+// that): two clients of this server relaying to each other's relay
+// addresses. Every other port of the server stays refused, including free
+// ports of the relay range and plain sockets bound in it.
+func (p *Policy) WithLiveRelays(live func(port uint16) bool) *Policy {
+	p.live = live
+	return p
+}
+
+// WithOwnPorts refuses the server's own service ports (TURN, TLS, admin) on
+// every address of the host (its own, loopback, unspecified), even inside
+// an allow list: --allow-peer opens networks, never turnd itself.
+func (p *Policy) WithOwnPorts(ports ...int) *Policy {
+	if p.ownPorts == nil {
+		p.ownPorts = map[uint16]bool{}
+	}
+	for _, port := range ports {
+		if port > 0 && port <= 65535 {
+			p.ownPorts[uint16(port)] = true
+		}
+	}
 	return p
 }
 
 // NewPolicy builds a policy. allow lists CIDRs that are always permitted (they
-// override every refusal, including the server's own addresses). self lists
-// the server's own addresses; selfNets adds the directed-broadcast address of
+// override every refusal except the server's own ports). self lists the
+// server's own addresses; selfNets adds the directed-broadcast address of
 // each IPv4 network the server is on.
 func NewPolicy(allow []netip.Prefix, self []netip.Addr, selfNets []netip.Prefix) *Policy {
 	p := &Policy{self: map[netip.Addr]bool{}, bcast: map[netip.Addr]bool{}}
@@ -139,30 +204,48 @@ func broadcastOf(n netip.Prefix) (netip.Addr, bool) {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
 }
 
-// embedded returns the IPv4 address carried inside an IPv6 address of one of
-// the embedding forms.
-func embedded(a netip.Addr) (netip.Addr, bool) {
-	if !a.Is6() {
-		return netip.Addr{}, false
+// forms returns ip and every IPv4 address carried inside it: the low 32 bits
+// of the embedding forms, the 6to4 address, Teredo's server and client.
+func forms(ip netip.Addr) []netip.Addr {
+	out := []netip.Addr{ip}
+	if !ip.Is6() {
+		return out
 	}
+	b := ip.As16()
 	for _, p := range embeddingPrefixes {
-		if p.Contains(a) {
-			b := a.As16()
-			return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+		if p.Contains(ip) {
+			out = append(out, netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
+			break
 		}
 	}
-	return netip.Addr{}, false
+	switch {
+	case sixToFour.Contains(ip):
+		out = append(out, netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}))
+	case teredo.Contains(ip):
+		out = append(out, netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]}),
+			netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]}))
+	}
+	return out
 }
 
 // Check returns "" when ip may be a peer, else the reason it is refused. The
 // server's own addresses are refused whatever the port (see CheckPeer).
 func (p *Policy) Check(ip netip.Addr) string {
-	return p.check(ip, 0, false)
+	r, _ := p.check(ip, 0, false)
+	return r
 }
 
-// CheckPeer is Check for a transport address: a self address is allowed when
-// the port is one of the server's relay ports.
+// CheckPeer is Check for a transport address: the server's own ports are
+// refused on every host address, and a self address is allowed at a live
+// allocation's relay port.
 func (p *Policy) CheckPeer(ap netip.AddrPort) string {
+	r, _ := p.check(ap.Addr(), ap.Port(), false)
+	return r
+}
+
+// checkSend is CheckPeer for the relay socket; viaRelay reports that the
+// answer rests on a live relay port, so it must not be remembered.
+func (p *Policy) checkSend(ap netip.AddrPort) (reason string, viaRelay bool) {
 	return p.check(ap.Addr(), ap.Port(), false)
 }
 
@@ -170,38 +253,52 @@ func (p *Policy) CheckPeer(ap netip.AddrPort) string {
 // no port, so it uses this; the filter (CreatePermission, ChannelBind) and the
 // relay socket (every send) apply the self rule with the port.
 func (p *Policy) checkNotSelf(ip netip.Addr) string {
-	return p.check(ip, 0, true)
+	r, _ := p.check(ip, 0, true)
+	return r
 }
 
-func (p *Policy) check(ip netip.Addr, port uint16, skipSelf bool) string {
+// host reports whether a is an address of this machine.
+func (p *Policy) host(a netip.Addr) bool {
+	return p.self[a] || a.IsLoopback() || a.IsUnspecified()
+}
+
+func (p *Policy) check(ip netip.Addr, port uint16, skipSelf bool) (string, bool) {
 	if !ip.IsValid() {
-		return ReasonUnspecified
+		return ReasonUnspecified, false
 	}
-	ip = ip.WithZone("")
-	forms := []netip.Addr{ip}
-	if v4, ok := embedded(ip); ok {
-		forms = append(forms, v4)
-	}
-	for _, a := range forms {
-		for _, pr := range p.allow {
-			if pr.Contains(a) {
-				return ""
+	all := forms(ip.WithZone(""))
+	if port != 0 && p.ownPorts[port] {
+		for _, a := range all {
+			if p.host(a) {
+				return ReasonOwnPort, false
 			}
 		}
 	}
-	relayPort := p.relayMax != 0 && port >= p.relayMin && port <= p.relayMax
-	for _, a := range forms {
-		if r := p.reason(a, skipSelf || relayPort); r != "" {
-			return r
+	for _, a := range all {
+		for _, pr := range p.allow {
+			if pr.Contains(a) {
+				return "", false
+			}
 		}
 	}
-	return ""
+	relay := port != 0 && p.live != nil && p.live(port)
+	usedRelay := false
+	for _, a := range all {
+		r := p.reason(a, skipSelf || relay)
+		if r != "" {
+			return r, false
+		}
+		usedRelay = usedRelay || (relay && !skipSelf && p.self[a])
+	}
+	return "", usedRelay
 }
 
 func (p *Policy) reason(a netip.Addr, skipSelf bool) string {
-	for _, d := range deniedRanges {
-		if d.prefix.Contains(a) {
-			return d.reason
+	if !slices.ContainsFunc(reachable, func(r netip.Prefix) bool { return r.Contains(a) }) {
+		for _, d := range deniedRanges {
+			if d.prefix.Contains(a) {
+				return d.reason
+			}
 		}
 	}
 	if !skipSelf && p.self[a] {

@@ -33,6 +33,31 @@ type relayGen struct {
 	maxPort   int
 	bandwidth int64 // bytes/s per direction per allocation; 0 = no cap
 	f         *filter
+	live      livePorts
+}
+
+// livePorts are the ports of the relay sockets open now.
+type livePorts struct {
+	mu sync.Mutex
+	m  map[uint16]int
+}
+
+func (l *livePorts) add(port uint16, d int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[uint16]int{}
+	}
+	if l.m[port] += d; l.m[port] <= 0 {
+		delete(l.m, port)
+	}
+}
+
+// has reports whether a relay socket is open on port.
+func (l *livePorts) has(port uint16) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[port] > 0
 }
 
 func (g *relayGen) Validate() error {
@@ -71,7 +96,10 @@ func (g *relayGen) AllocatePacketConn(network string, requestedPort int) (net.Pa
 			PacketConn: c,
 			f:          g.f,
 			key:        netip.AddrPortFrom(g.advertise.Unmap(), uint16(port)).String(),
+			port:       uint16(port),
+			live:       &g.live,
 		}
+		g.live.add(rc.port, 1)
 		if g.bandwidth > 0 {
 			rc.out, rc.in = newBucket(g.bandwidth), newBucket(g.bandwidth)
 		}
@@ -91,6 +119,8 @@ type relayConn struct {
 	net.PacketConn
 	f       *filter
 	key     string
+	port    uint16
+	live    *livePorts
 	in, out *bucket
 	allowed atomic.Pointer[netip.AddrPort] // last destination the policy allowed
 	once    sync.Once
@@ -107,11 +137,14 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	}
 	ap := netip.AddrPortFrom(ip, uint16(ua.Port))
 	if last := c.allowed.Load(); last == nil || *last != ap {
-		if r := c.f.policy.CheckPeer(ap); r != "" {
+		r, viaRelay := c.f.policy.checkSend(ap)
+		if r != "" {
 			c.f.m.denials.WithLabelValues(r).Inc()
 			return 0, fmt.Errorf("%w (%s)", errPeerRefused, r)
 		}
-		c.allowed.Store(&ap)
+		if !viaRelay { // a relay port stays open only while its allocation lives
+			c.allowed.Store(&ap)
+		}
 	}
 	if c.out != nil && !c.out.take(len(p), time.Now()) {
 		c.f.m.dropped.Inc()
@@ -134,7 +167,12 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 func (c *relayConn) Close() error {
-	c.once.Do(func() { c.f.tracker.closed(c.key) })
+	c.once.Do(func() {
+		c.f.tracker.closed(c.key)
+		if c.live != nil {
+			c.live.add(c.port, -1)
+		}
+	})
 	return c.PacketConn.Close()
 }
 

@@ -51,8 +51,9 @@ type Config struct {
 	RelayMinPort int        // default 49152
 	RelayMaxPort int        // default 65535
 
-	AllowPeers []netip.Prefix // opened despite the peer policy
+	AllowPeers []netip.Prefix // opened despite the peer policy (never the server's own ports)
 	SelfAddrs  []netip.Addr   // extra addresses of this server to refuse as peers
+	OwnPorts   []int          // more ports of this host peers may never reach (the admin port); the TURN and TLS ports always count
 
 	TCPIdle     time.Duration // close a TCP/TLS connection without an allocation after this long without data; 0: never
 	MaxTCPConns int           // open TCP/TLS connections; 0: unlimited
@@ -156,7 +157,6 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
-	policy.WithRelayPorts(cfg.RelayMinPort, cfg.RelayMaxPort)
 	m := NewMetrics(reg)
 	f := &filter{
 		auth:    NewAuth(cfg.Realm, cfg.Users, cfg.Secrets, cfg.Now),
@@ -177,11 +177,19 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if err := gen.Validate(); err != nil {
 		return nil, err
 	}
+	policy.WithLiveRelays(gen.live.has)
 	s := &Server{cfg: cfg, f: f, log: log, conns: &connSet{m: map[*streamConn]struct{}{}, max: cfg.MaxTCPConns}}
 	if err := s.listen(cfg); err != nil {
 		s.closeSockets()
 		return nil, err
 	}
+	policy.WithOwnPorts(cfg.OwnPorts...)
+	for _, a := range append(append(s.UDPAddrs(), s.TCPAddrs()...), s.TLSAddrs()...) {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			policy.WithOwnPorts(int(ap.Port()))
+		}
+	}
+	warnEphemeral(log, cfg)
 	perm := func(_ net.Addr, peer net.IP) bool {
 		a, _ := netip.AddrFromSlice(peer) // a bad IP is invalid: refused as unspecified
 		if r := policy.checkNotSelf(a); r != "" {

@@ -70,7 +70,7 @@ func TestRelayThroughServer(t *testing.T) {
 
 func TestPeerBypassMatrixGets403(t *testing.T) {
 	s, _ := testServer(t, func(c *Config) {
-		c.SelfAddrs = []netip.Addr{netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("2001:db8::7")}
+		c.SelfAddrs = []netip.Addr{netip.MustParseAddr(testSelf4), netip.MustParseAddr(testSelf6)}
 	})
 	for _, network := range []string{"udp", "tcp"} {
 		addr := s.UDPAddrs()[0].String()
@@ -78,11 +78,12 @@ func TestPeerBypassMatrixGets403(t *testing.T) {
 			addr = s.TCPAddrs()[0].String()
 		}
 		r := newRawClient(t, network, addr, "alice", "alice-pw")
-		if code := r.code(r.allocate()); code != 0 {
+		res := r.allocate()
+		if code := r.code(res); code != 0 {
 			t.Fatalf("allocate: error %d", code)
 		}
 		for _, tc := range refusedMatrix {
-			if tc.addr == "198.51.100.255" { // needs a server interface on 198.51.100.0/24
+			if tc.addr == "81.2.69.255" { // needs a server interface on 81.2.69.0/24
 				continue
 			}
 			ip := netip.MustParseAddr(tc.addr)
@@ -100,25 +101,115 @@ func TestPeerBypassMatrixGets403(t *testing.T) {
 				}
 			})
 		}
-		// A public peer is still allowed.
-		t.Run(network+"/public", func(t *testing.T) {
-			r.t = t
-			if code := r.code(r.peerRequest(netip.MustParseAddr("192.0.2.1"), 0)); code != 0 {
-				t.Errorf("CreatePermission to a public address: error %d", code)
+		// Public IPv4 peers are allowed (IPv6 ones get 443: relays are IPv4).
+		for _, a := range allowedMatrix {
+			ip := netip.MustParseAddr(a)
+			want := 443
+			if ip.Is4() {
+				want = 0
 			}
-		})
-		// The server's own address is a peer only at a relay port (another
-		// client's relay address on this server).
-		t.Run(network+"/self relay port", func(t *testing.T) {
+			t.Run(network+"/allowed "+a, func(t *testing.T) {
+				r.t = t
+				if code := r.code(r.peerRequest(ip, 0)); code != want {
+					t.Errorf("CreatePermission to %s: got %d, want %d", ip, code, want)
+				}
+			})
+		}
+		// The server's own address is a peer only at a live allocation's
+		// relay port, not at any port of the relay range.
+		t.Run(network+"/self at a live relay", func(t *testing.T) {
 			r.t = t
-			self := netip.MustParseAddr("203.0.113.7")
-			if code := r.code(r.peerRequestPort(self, s.cfg.RelayMinPort, 0)); code != 0 {
-				t.Errorf("CreatePermission to self at a relay port: error %d", code)
+			var relayed stun.XORMappedAddress
+			if err := relayed.GetFromAs(res, stun.AttrXORRelayedAddress); err != nil {
+				t.Fatal(err)
+			}
+			self := netip.MustParseAddr(testSelf4)
+			if code := r.code(r.peerRequestPort(self, relayed.Port, 0)); code != 0 {
+				t.Errorf("CreatePermission to self at a live relay port: error %d", code)
+			}
+			if code := r.code(r.peerRequestPort(self, relayed.Port, 0x4002)); code != 0 {
+				t.Errorf("ChannelBind to self at a live relay port: error %d", code)
+			}
+			idle := s.cfg.RelayMinPort
+			if idle == relayed.Port {
+				idle++
+			}
+			if code := r.code(r.peerRequestPort(self, idle, 0)); code != 403 {
+				t.Errorf("CreatePermission to self at a relay port without allocation: got %d, want 403", code)
 			}
 			if code := r.code(r.peerRequestPort(self, s.cfg.RelayMinPort-1, 0)); code != 403 {
 				t.Errorf("CreatePermission to self below the relay ports: got %d, want 403", code)
 			}
 		})
+	}
+}
+
+// --allow-peer covering the server's own addresses never opens turnd's own
+// TURN and admin ports, neither in CreatePermission/ChannelBind nor on the
+// relay socket.
+func TestAllowPeerNeverOpensOwnPorts(t *testing.T) {
+	admin, err := net.ListenPacket("udp4", "127.0.0.1:0") // stands in for the admin port
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	adminPort := admin.LocalAddr().(*net.UDPAddr).Port
+	s, _ := testServer(t, func(c *Config) {
+		loopbackAllowed(c)
+		c.OwnPorts = []int{adminPort}
+	})
+	turnPort := s.UDPAddrs()[0].(*net.UDPAddr).Port
+	for _, network := range []string{"udp", "tcp"} {
+		addr := s.UDPAddrs()[0].String()
+		if network == "tcp" {
+			addr = s.TCPAddrs()[0].String()
+		}
+		t.Run(network, func(t *testing.T) {
+			r := newRawClient(t, network, addr, "alice", "alice-pw")
+			if code := r.code(r.allocate()); code != 0 {
+				t.Fatalf("allocate: %d", code)
+			}
+			for _, peer := range []string{"127.0.0.1", "127.0.0.2", "::ffff:127.0.0.1"} {
+				for _, port := range []int{turnPort, adminPort} {
+					ip := netip.MustParseAddr(peer)
+					if code := r.code(r.peerRequestPort(ip, port, 0)); code != 403 {
+						t.Errorf("CreatePermission %s port %d: got %d, want 403", peer, port, code)
+					}
+					if code := r.code(r.peerRequestPort(ip, port, 0x4003)); code != 403 {
+						t.Errorf("ChannelBind %s port %d: got %d, want 403", peer, port, code)
+					}
+				}
+			}
+			if code := r.code(r.peerRequestPort(netip.MustParseAddr("127.0.0.1"), 4000, 0)); code != 0 {
+				t.Errorf("CreatePermission to an allowed peer: %d", code)
+			}
+		})
+	}
+	// A permission covers every port of an address; the relay socket still
+	// refuses the own ports.
+	c := pionClient(t, s, "udp", "alice", "alice-pw")
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	peer := echoPeer(t)
+	relayEcho(t, relay, peer, []byte("permission for 127.0.0.1"))
+	before := metric(t, s.f.m.denials.WithLabelValues(ReasonOwnPort))
+	_, _ = relay.WriteTo([]byte("to the admin port"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: adminPort})
+	relayEcho(t, relay, peer, []byte("after")) // the server handled the send above
+	for range 100 {
+		if metric(t, s.f.m.denials.WithLabelValues(ReasonOwnPort)) > before {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if metric(t, s.f.m.denials.WithLabelValues(ReasonOwnPort)) == before {
+		t.Fatal("a send to the admin port was not refused by the relay socket")
+	}
+	_ = admin.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, _, err := admin.ReadFrom(make([]byte, 100)); err == nil {
+		t.Fatalf("the admin port got %d bytes through the relay", n)
 	}
 }
 
@@ -145,11 +236,13 @@ func TestRelaySocketRefusesPolicyDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := NewPolicy(nil, []netip.Addr{netip.MustParseAddr("192.0.2.7")}, nil).WithRelayPorts(10000, 20000)
+	policy := NewPolicy(nil, []netip.Addr{netip.MustParseAddr(testSelf4)}, nil).
+		WithLiveRelays(func(port uint16) bool { return port == 15000 }).WithOwnPorts(3478)
 	f := &filter{policy: policy, m: NewMetrics(nil), tracker: newTracker(0, 0, NewMetrics(nil))}
 	rc := &relayConn{PacketConn: pc, f: f, key: "k"}
 	defer rc.Close()
-	for _, a := range []string{"127.0.0.1:9", "[::ffff:127.0.0.1]:9", "169.254.169.254:80", "[::ffff:10.0.0.1]:9", "192.0.2.7:22", "[::ffff:192.0.2.7]:3478"} {
+	for _, a := range []string{"127.0.0.1:9", "[::ffff:127.0.0.1]:9", "169.254.169.254:80", "[::ffff:10.0.0.1]:9",
+		testSelf4 + ":22", testSelf4 + ":15001", "[::ffff:" + testSelf4 + "]:3478", "192.0.2.1:9", "198.18.0.1:9", "[2002:a00:1::]:9"} {
 		t.Run(a, func(t *testing.T) {
 			_, err := rc.WriteTo([]byte("x"), net.UDPAddrFromAddrPort(netip.MustParseAddrPort(a)))
 			if !errors.Is(err, errPeerRefused) {
