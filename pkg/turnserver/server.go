@@ -17,6 +17,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -76,6 +77,7 @@ type Server struct {
 	tcp   []net.Listener
 	tls   []net.Listener
 	conns *connSet
+	locks []io.Closer // port claims (see claimUDP), held until Close
 	once  sync.Once
 }
 
@@ -273,6 +275,15 @@ func addrPort(ip netip.Addr, port int) string {
 
 func (s *Server) listenIP(ctx context.Context, cfg Config, fam string, ip netip.Addr, port *int) error {
 	if !cfg.NoUDP {
+		if cfg.Net == nil && *port != 0 {
+			lock, err := claimUDP(ctx, "udp"+fam, addrPort(ip, *port))
+			if err != nil {
+				return err
+			}
+			if lock != nil {
+				s.locks = append(s.locks, lock)
+			}
+		}
 		for range cfg.UDPWorkers {
 			c, err := listenUDP(ctx, cfg.Net, "udp"+fam, addrPort(ip, *port))
 			if err != nil {
@@ -333,6 +344,14 @@ func (s *Server) closeSockets() {
 	for _, l := range append(s.tcp, s.tls...) {
 		_ = l.Close()
 	}
+	s.releaseLocks()
+}
+
+func (s *Server) releaseLocks() {
+	for _, l := range s.locks {
+		_ = l.Close()
+	}
+	s.locks = nil
 }
 
 // UDPAddrs, TCPAddrs and TLSAddrs are the bound listener addresses (one per
@@ -411,6 +430,7 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		err = s.pion.Close()
 		s.conns.closeAll()
+		s.releaseLocks()
 		if err != nil {
 			err = fmt.Errorf("turnserver: close: %w", err)
 		}
