@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.relayBind, "relay-bind", "0.0.0.0", "IPv4 address relay sockets bind to")
 	fs.IntVar(&o.relayMin, "relay-min-port", 49152, "lowest relay port")
 	fs.IntVar(&o.relayMax, "relay-max-port", 65535, "highest relay port")
-	fs.StringVar(&o.allowPeers, "allow-peer", "", "comma-separated CIDRs peers may be in even though the peer policy refuses them (e.g. your private network)")
+	fs.StringVar(&o.allowPeers, "allow-peer", "", "comma-separated CIDRs peers may be in even though the peer policy refuses them (e.g. your private network); never opens turnd's own TURN, TLS and admin ports")
 	fs.IntVar(&o.maxPerUser, "max-allocations-per-user", 10, "allocations one user may hold (0: unlimited); REST users count by their user part")
 	fs.IntVar(&o.maxAllocs, "max-allocations", 10000, "allocations the server holds in total (0: unlimited)")
 	fs.Int64Var(&o.bandwidth, "max-bandwidth", 0, "bytes per second per allocation and direction; excess datagrams are dropped (0: no cap)")
