@@ -86,6 +86,14 @@ func TestParseSources(t *testing.T) {
 		}, false},
 		{"inflight out of range", []string{"--max-inflight", "70000"}, nil, true},
 		{"receive maximum zero", []string{"--receive-maximum", "0"}, nil, true},
+		{"queue bound zero", []string{"--max-queued", "0"}, nil, true},
+		{"queue bytes negative", []string{"--max-queued-bytes", "-1"}, nil, true},
+		{"queue bounds", []string{"--max-queued", "50", "--max-queued-bytes", "4096"}, func(s *settings) error {
+			if l := s.broker.Limits; l.MaxQueued != 50 || l.MaxQueuedBytes != 4096 {
+				return fmt.Errorf("queued %d bytes %d", l.MaxQueued, l.MaxQueuedBytes)
+			}
+			return nil
+		}, false},
 		{"stray argument", []string{"serve"}, nil, true},
 		{"bad duration", []string{"--session-expiry", "soon"}, nil, true},
 	} {

@@ -40,7 +40,9 @@ type Limits struct {
 	MaxClients       int           // connected clients; more get CONNACK "server busy/unavailable"
 	MaxSessions      int           // sessions held, connected or not (persistent sessions outlive their connection)
 	MaxPacketSize    uint32        // bytes; bigger packets close the connection
-	MaxInflight      uint16        // per client, outgoing QoS 1/2 messages awaiting ack (0 = mochi's 8192)
+	MaxInflight      uint16        // per connection, QoS 1/2 publishes written and not yet acknowledged (the wire window; an MQTT 5 client's smaller Receive Maximum wins); must be > 0
+	MaxQueued        int           // per connection, publishes waiting behind the window; one more ends the session (must be > 0)
+	MaxQueuedBytes   int           // per connection, bytes waiting behind the window; more end the session (must be > 0)
 	ReceiveMaximum   uint16        // per client, incoming QoS 1/2 publishes not yet acknowledged (must be > 0)
 	MaxPendingWrites int32         // per client, packets queued for writing; more are dropped (must be > 0)
 	MessageExpiry    time.Duration // longest a message (also a retained one) is kept
@@ -59,6 +61,8 @@ func DefaultLimits() Limits {
 		MaxSessions:      20000,
 		MaxPacketSize:    64 * 1024,
 		MaxInflight:      128,
+		MaxQueued:        1000,
+		MaxQueuedBytes:   4 << 20,
 		ReceiveMaximum:   1024,
 		MaxPendingWrites: 256,
 		MessageExpiry:    time.Hour,
@@ -69,6 +73,13 @@ func DefaultLimits() Limits {
 		MaxRetained:      10000,
 	}
 }
+
+// maxStored bounds window + queue: mochi's store holds at most 65535
+// packet ids per client, and needs room for the client's own QoS 2 flows.
+const (
+	storeSlack = 16
+	maxStored  = math.MaxUint16 / 2
+)
 
 // DefaultConnectTimeout is the time a new connection has to send CONNECT.
 const DefaultConnectTimeout = 10 * time.Second
@@ -105,6 +116,9 @@ func Start(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, er
 	if cfg.Limits.MaxPendingWrites <= 0 || cfg.Limits.ReceiveMaximum == 0 {
 		return nil, errors.New("mqttbroker: max pending writes and receive maximum must be > 0")
 	}
+	if l := cfg.Limits; l.MaxInflight == 0 || l.MaxQueued <= 0 || l.MaxQueuedBytes <= 0 || int(l.MaxInflight)+l.MaxQueued > maxStored {
+		return nil, fmt.Errorf("mqttbroker: max inflight, max queued and max queued bytes must be > 0, and inflight + queued at most %d", maxStored)
+	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
@@ -118,7 +132,7 @@ func Start(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, er
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(reg, srv)
+	m, err := newMetrics(reg, srv, h.flow)
 	if err != nil {
 		return nil, fmt.Errorf("mqttbroker: metrics: %w", err)
 	}
@@ -167,6 +181,13 @@ func newHook(cfg Config, log *slog.Logger) (*hook, error) {
 		throttle: newLogThrottle(time.Second),
 		buckets:  map[*mqtt.Client]*bucket{},
 	}
+	h.flow = &flowLimits{
+		window: int(cfg.Limits.MaxInflight), maxQueued: cfg.Limits.MaxQueued, maxBytes: cfg.Limits.MaxQueuedBytes,
+		onOverflow: func(_ *flowConn, queued, bytes int) {
+			h.refuse(LimitQueued, "session ended: client queue full (the client does not acknowledge its QoS 1/2 messages)",
+				"queued", queued, "bytes", bytes, "max", cfg.Limits.MaxQueued, "max_bytes", cfg.Limits.MaxQueuedBytes)
+		},
+	}
 	if cfg.UsersFile != "" {
 		users, err := LoadUsers(cfg.UsersFile)
 		if err != nil {
@@ -196,7 +217,10 @@ func capabilities(l Limits) *mqtt.Capabilities {
 		c.MaximumClients = int64(l.MaxClients)
 	}
 	c.MaximumPacketSize = l.MaxPacketSize
-	c.MaximumInflight = l.MaxInflight
+	// mochi drops, silently, what does not fit its inflight store; the wire
+	// window and the queue are kept by flowConn, so the store has room for
+	// both, the client's own unacknowledged QoS 2 publishes and some slack.
+	c.MaximumInflight = uint16(min(int(l.MaxInflight)+l.MaxQueued+int(l.ReceiveMaximum)+storeSlack, math.MaxUint16))
 	c.ReceiveMaximum = l.ReceiveMaximum
 	c.MaximumClientWritesPending = l.MaxPendingWrites
 	c.MaximumMessageExpiryInterval = int64(l.MessageExpiry / time.Second)

@@ -218,6 +218,8 @@ func (rc *rawClient) send(pk packets.Packet) {
 		err = pk.SubscribeEncode(&buf)
 	case packets.Pingreq:
 		err = pk.PingreqEncode(&buf)
+	case packets.Puback:
+		err = pk.PubackEncode(&buf)
 	default:
 		rc.t.Fatalf("rawClient: cannot encode type %d", pk.FixedHeader.Type)
 	}
@@ -256,6 +258,8 @@ func (rc *rawClient) recv() (packets.Packet, error) {
 		err = pk.SubackDecode(body)
 	case packets.Puback:
 		err = pk.PubackDecode(body)
+	case packets.Pubrec:
+		err = pk.PubrecDecode(body)
 	case packets.Publish:
 		err = pk.PublishDecode(body)
 	case packets.Disconnect:

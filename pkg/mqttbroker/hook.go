@@ -31,6 +31,7 @@ type hook struct {
 	metrics  *metrics
 	log      *slog.Logger
 	throttle *logThrottle
+	flow     *flowLimits
 
 	mu      sync.Mutex
 	buckets map[*mqtt.Client]*bucket
@@ -47,6 +48,9 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnPublish,
 		mqtt.OnDisconnect,
 		mqtt.OnPublishDropped,
+		mqtt.OnSessionEstablish,
+		mqtt.OnSessionEstablished,
+		mqtt.OnPacketRead,
 	}, []byte{b})
 }
 
@@ -247,4 +251,70 @@ func (h *hook) recovered(conn net.Conn, r any) {
 
 func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
 	h.refuse(LimitPendingWrites, "message dropped: client write queue full (slow reader)", "client", cl.ID, "max", h.limits.MaxPendingWrites)
+}
+
+// OnSessionEstablish tells the connection's flowConn the protocol version
+// and the client's Receive Maximum, and turns off mochi's own send quota
+// (flowConn keeps the window; mochi's queue for it loses messages).
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if fc, ok := cl.Net.Conn.(*flowConn); ok {
+		fc.setSession(cl.Properties.ProtocolVersion == 5, cl.Properties.Props.ReceiveMaximum)
+	}
+	cl.State.Inflight.ResetSendQuota(0)
+}
+
+// OnSessionEstablished repeats the quota reset: taking over a session
+// clones its inflight store with mochi's quota.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	cl.State.Inflight.ResetSendQuota(0)
+}
+
+// OnPacketRead frees window slots as the client acknowledges, and answers
+// QoS 1/2 publishes to $SYS/..., which mochi ignores without a word (the
+// client would wait for its ack forever). Topic names with wildcards need
+// nothing: mochi's validation ends the session with 0x90.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	switch pk.FixedHeader.Type {
+	case packets.Puback, packets.Pubcomp:
+		h.acked(cl, pk.PacketID)
+	case packets.Pubrec:
+		if pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
+			h.acked(cl, pk.PacketID)
+		}
+	case packets.Publish:
+		if pk.FixedHeader.Qos > 0 && isSys(pk.TopicName) {
+			return pk, h.refuseTopic(cl, pk)
+		}
+	}
+	return pk, nil
+}
+
+func (h *hook) acked(cl *mqtt.Client, id uint16) {
+	if fc, ok := cl.Net.Conn.(*flowConn); ok {
+		fc.acked(id)
+	}
+}
+
+// isSys reports a $SYS topic the way mochi does (any case).
+func isSys(topic string) bool {
+	return len(topic) >= len(mqtt.SysPrefix) && strings.EqualFold(topic[:len(mqtt.SysPrefix)], mqtt.SysPrefix)
+}
+
+// refuseTopic answers a QoS 1/2 publish to $SYS: MQTT 5 gets PUBACK/PUBREC
+// 0x87 Not authorized; MQTT 3.1.1 has no refusal, so the connection closes,
+// as for any topic the ACL refuses.
+func (h *hook) refuseTopic(cl *mqtt.Client, pk packets.Packet) error {
+	code := packets.ErrNotAuthorized
+	h.metrics.aclDenials.WithLabelValues("publish").Inc()
+	if ok, _ := h.throttle.allow("acl", time.Now()); ok {
+		h.log.Info("acl denied", "client", cl.ID, "action", "publish", "topic", pk.TopicName, "reason", code.Reason)
+	}
+	if cl.Properties.ProtocolVersion < 5 {
+		return packets.ErrRejectPacket // the one error of this hook mochi acts on: it ends the connection
+	}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID, ReasonCode: code.Code}
+	if pk.FixedHeader.Qos == 2 {
+		ack.FixedHeader.Type = packets.Pubrec
+	}
+	return cl.WritePacket(ack)
 }

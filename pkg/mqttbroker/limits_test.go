@@ -211,29 +211,6 @@ func TestMaxSessions(t *testing.T) {
 	waitCounter(t, reg, 1, "mqttd_limit_refusals_total", "limit", LimitSessions)
 }
 
-func TestInflightLimit(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.Limits.MaxInflight = 2
-	b, reg := startBroker(t, cfg)
-	topic := "p2pd/" + newNodeID(t)
-	// A QoS 1 subscriber that never acknowledges.
-	rc, _ := connectRaw(t, b.Addr("tcp"), 4, userName, userPass)
-	sub := subscribePacket(1, topic)
-	sub.Filters[0].Qos = 1
-	rc.send(sub)
-	rc.mustRecv(packets.Suback)
-	pub := mustPaho(t, "tcp://"+b.Addr("tcp"), adminName, adminPass)
-	for i := 0; i < 5; i++ {
-		wait(t, pub.Publish(topic, 1, false, []byte{byte(i)}))
-	}
-	waitCounter(t, reg, 3, "mqttd_inflight_dropped_total")
-	for i := 0; i < 2; i++ {
-		if pk := rc.mustRecv(packets.Publish); pk.Payload[0] != byte(i) {
-			t.Fatalf("delivery %d carried %d", i, pk.Payload[0])
-		}
-	}
-}
-
 func TestSessionExpiryCapped(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Limits.SessionExpiry = 90 * time.Second

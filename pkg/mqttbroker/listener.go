@@ -93,6 +93,7 @@ func (l *listener) handle(conn net.Conn, establish listeners.EstablishFn) {
 	l.hook.metrics.connections.WithLabelValues(l.id).Inc()
 	// mochi replaces this deadline with the keepalive one after CONNECT.
 	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+	fc := newFlowConn(conn, l.hook.flow)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -102,10 +103,10 @@ func (l *listener) handle(conn net.Conn, establish listeners.EstablishFn) {
 		// take the broker down.
 		defer func() {
 			if r := recover(); r != nil {
-				l.hook.recovered(conn, r)
+				l.hook.recovered(fc, r)
 			}
 		}()
-		l.report(establish(l.id, conn))
+		l.report(establish(l.id, fc))
 	}()
 }
 

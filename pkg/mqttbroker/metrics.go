@@ -18,6 +18,7 @@ const (
 	LimitPendingWrites = "pending_writes"
 	LimitReceiveMax    = "receive_maximum"
 	LimitConnectTime   = "connect_timeout"
+	LimitQueued        = "queued"
 )
 
 type metrics struct {
@@ -28,7 +29,7 @@ type metrics struct {
 	panics        prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, srv *mqtt.Server, flow *flowLimits) (*metrics, error) {
 	m := &metrics{
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mqttd_connections_total", Help: "Network connections accepted, by listener.",
@@ -52,10 +53,13 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) (*metrics, error) {
 	for _, a := range []string{"publish", "subscribe"} {
 		m.aclDenials.WithLabelValues(a)
 	}
-	for _, l := range []string{LimitClients, LimitSessions, LimitPacketSize, LimitPublishRate, LimitSubscriptions, LimitRetained, LimitPendingWrites, LimitReceiveMax, LimitConnectTime} {
+	for _, l := range []string{LimitClients, LimitSessions, LimitPacketSize, LimitPublishRate, LimitSubscriptions, LimitRetained, LimitPendingWrites, LimitReceiveMax, LimitConnectTime, LimitQueued} {
 		m.limitRefusals.WithLabelValues(l)
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, m.panics, newInfoCollector(srv)} {
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mqttd_queued_messages", Help: "Publishes waiting behind a client's inflight window (--max-inflight), all connections.",
+	}, func() float64 { return float64(flow.queued.Load()) })
+	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, m.panics, queued, newInfoCollector(srv)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -98,7 +102,7 @@ func newInfoCollector(srv *mqtt.Server) infoCollector {
 			func(s *mqtt.Server) int64 { return int64(countRetained(s)) }},
 		{prometheus.NewDesc("mqttd_inflight_messages", "QoS 1/2 messages in flight.", nil, nil), prometheus.GaugeValue,
 			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.Inflight) }},
-		{prometheus.NewDesc("mqttd_inflight_dropped_total", "QoS 1/2 messages dropped because a client's inflight store was full.", nil, nil), prometheus.CounterValue,
+		{prometheus.NewDesc("mqttd_inflight_dropped_total", "QoS 1/2 messages dropped because a session's inflight store was full (only a disconnected persistent session fills it: a connected one ends first).", nil, nil), prometheus.CounterValue,
 			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.InflightDropped) }},
 	}}
 }

@@ -1,0 +1,214 @@
+package mqttbroker
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// A QoS 1 subscriber that holds back its PUBACKs while more than a window
+// of messages arrives gets every message, in order, once it acknowledges
+// (MQTT 3.1.1 [MQTT-4.3.2-2], MQTT 5 §4.9). mochi alone dropped the ones
+// over --max-inflight (72 of 200 here) and the subscriber never knew.
+func TestPubackWithholdingSubscriberGetsEveryMessage(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Limits.PublishRate = 0
+	b, reg := startBroker(t, cfg)
+	window := int(cfg.Limits.MaxInflight)
+	const total = 200
+	topic := "p2pd/" + newNodeID(t)
+	msgs := make(chan paho.Message, total)
+	sub := mustPaho(t, "tcp://"+b.Addr("tcp"), userName, userPass, func(o *paho.ClientOptions) {
+		o.SetAutoAckDisabled(true)
+	})
+	wait(t, sub.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { msgs <- m }))
+	pub := mustPaho(t, "tcp://"+b.Addr("tcp"), adminName, adminPass)
+	for i := range total {
+		wait(t, pub.Publish(topic, 1, false, binary.BigEndian.AppendUint16(nil, uint16(i))))
+	}
+	next := func() paho.Message {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			return m
+		case <-time.After(20 * time.Second):
+			t.Fatal("a message never arrived")
+			return nil
+		}
+	}
+	var held []paho.Message
+	for range window { // the window fills; nothing is acknowledged yet
+		held = append(held, next())
+	}
+	if q := counter(t, reg, "mqttd_queued_messages"); q != total-float64(window) {
+		t.Fatalf("queued = %v, want %d behind the full window", q, total-window)
+	}
+	got := held
+	for _, m := range held {
+		m.Ack()
+	}
+	for len(got) < total {
+		m := next()
+		m.Ack()
+		got = append(got, m)
+	}
+	for i, m := range got {
+		if n := binary.BigEndian.Uint16(m.Payload()); int(n) != i {
+			t.Fatalf("message %d carried %d: order lost", i, n)
+		}
+	}
+	if n := counter(t, reg, "mqttd_inflight_dropped_total"); n != 0 {
+		t.Fatalf("inflight dropped = %v", n)
+	}
+	waitCounter(t, reg, 0, "mqttd_queued_messages")
+	if !sub.IsConnectionOpen() {
+		t.Fatal("the subscriber was disconnected")
+	}
+}
+
+// When the queue behind the window is full the session ends visibly: MQTT 5
+// hears DISCONNECT 0x97 Quota exceeded, MQTT 3.1.1 sees the connection close.
+func TestQueueBoundEndsSessionVisibly(t *testing.T) {
+	for _, version := range []byte{4, 5} {
+		t.Run(map[byte]string{4: "3.1.1", 5: "5"}[version], func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Limits.PublishRate = 0
+			cfg.Limits.MaxInflight, cfg.Limits.MaxQueued = 2, 3
+			b, reg := startBroker(t, cfg)
+			topic := "p2pd/" + newNodeID(t)
+			rc, code := connectRaw(t, b.Addr("tcp"), version, userName, userPass)
+			if code != 0 {
+				t.Fatalf("CONNACK %#x", code)
+			}
+			sub := subscribePacket(1, topic)
+			sub.Filters[0].Qos = 1
+			rc.send(sub)
+			rc.mustRecv(packets.Suback)
+			pub := mustPaho(t, "tcp://"+b.Addr("tcp"), adminName, adminPass)
+			for i := range 6 { // 2 in the window, 3 queued, one too many
+				wait(t, pub.Publish(topic, 1, false, []byte{byte(i)}))
+			}
+			for i := range 2 {
+				if pk := rc.mustRecv(packets.Publish); pk.Payload[0] != byte(i) {
+					t.Fatalf("delivery %d carried %d", i, pk.Payload[0])
+				}
+			}
+			pk, err := rc.recv()
+			switch {
+			case version == 5 && (err != nil || pk.FixedHeader.Type != packets.Disconnect || pk.ReasonCode != packets.ErrQuotaExceeded.Code):
+				t.Fatalf("after the queue filled: packet type %d reason %#x err %v, want DISCONNECT 0x97", pk.FixedHeader.Type, pk.ReasonCode, err)
+			case version == 4 && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err):
+				t.Fatalf("after the queue filled: packet type %d err %v, want the connection closed", pk.FixedHeader.Type, err)
+			}
+			if version == 5 {
+				if _, err := rc.recv(); err == nil {
+					t.Fatal("connection still open after DISCONNECT")
+				}
+			}
+			waitCounter(t, reg, 1, "mqttd_limit_refusals_total", "limit", LimitQueued)
+			waitCounter(t, reg, 0, "mqttd_queued_messages")
+			if n := counter(t, reg, "mqttd_inflight_dropped_total"); n != 0 {
+				t.Fatalf("inflight dropped = %v", n)
+			}
+		})
+	}
+}
+
+// A persistent session that ended at the bound gets the messages it had not
+// acknowledged when it comes back.
+func TestQueuedMessagesSurviveReconnect(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Limits.PublishRate = 0
+	cfg.Limits.MaxInflight, cfg.Limits.MaxQueued = 2, 3
+	b, _ := startBroker(t, cfg)
+	topic := "p2pd/" + newNodeID(t)
+	connect := func() *rawClient {
+		rc := dialRaw(t, b.Addr("tcp"), 4)
+		pk := connectPacket("persistent-sub", userName, userPass)
+		pk.Connect.Clean = false
+		rc.send(pk)
+		rc.mustRecv(packets.Connack)
+		return rc
+	}
+	rc := connect()
+	sub := subscribePacket(1, topic)
+	sub.Filters[0].Qos = 1
+	rc.send(sub)
+	rc.mustRecv(packets.Suback)
+	pub := mustPaho(t, "tcp://"+b.Addr("tcp"), adminName, adminPass)
+	for i := range 6 {
+		wait(t, pub.Publish(topic, 1, false, []byte{byte(i)}))
+	}
+	for {
+		if _, err := rc.recv(); err != nil {
+			break // ended at the bound
+		}
+	}
+	rc = connect()
+	seen := map[byte]bool{}
+	for len(seen) < 6 {
+		pk := rc.mustRecv(packets.Publish)
+		seen[pk.Payload[0]] = true
+		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
+		rc.send(ack)
+	}
+}
+
+// A QoS 1/2 publish to $SYS/... was ignored by mochi without an answer, so
+// the client waited forever. MQTT 5 gets a PUBACK / PUBREC with 0x87 Not
+// authorized; MQTT 3.1.1, which cannot refuse, is disconnected.
+func TestRefusedTopicPublishIsAnswered(t *testing.T) {
+	b, reg := startBroker(t, testConfig(t))
+	tests := []struct {
+		topic string
+		qos   byte
+		code  byte
+	}{
+		{"$SYS/broker/uptime", 1, packets.ErrNotAuthorized.Code},
+		{"$sys/x", 2, packets.ErrNotAuthorized.Code},
+	}
+	for _, tc := range tests {
+		t.Run("5/"+tc.topic, func(t *testing.T) {
+			rc, _ := connectRaw(t, b.Addr("tcp"), 5, adminName, adminPass)
+			rc.send(publishPacket(tc.topic, tc.qos, 7, []byte("x")))
+			want := packets.Puback
+			if tc.qos == 2 {
+				want = packets.Pubrec
+			}
+			pk, err := rc.recv()
+			if err != nil || pk.FixedHeader.Type != want || pk.PacketID != 7 {
+				t.Fatalf("got type %d id %d err %v, want type %d for id 7", pk.FixedHeader.Type, pk.PacketID, err, want)
+			}
+			if tc.qos == 1 {
+				if pk.ReasonCode != tc.code {
+					t.Fatalf("reason %#x, want %#x", pk.ReasonCode, tc.code)
+				}
+			}
+			// The session goes on.
+			rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+			rc.mustRecv(packets.Pingresp)
+		})
+		t.Run("3.1.1/"+tc.topic, func(t *testing.T) {
+			rc, _ := connectRaw(t, b.Addr("tcp"), 4, adminName, adminPass)
+			rc.send(publishPacket(tc.topic, tc.qos, 7, []byte("x")))
+			if pk, err := rc.recv(); err == nil {
+				t.Fatalf("got packet type %d, want the connection closed", pk.FixedHeader.Type)
+			}
+		})
+	}
+	if n := counter(t, reg, "mqttd_acl_denials_total", "action", "publish"); n < 4 {
+		t.Fatalf("acl denials{publish} = %v, want >= 4", n)
+	}
+	// paho (3.1.1) does not hang either: its publish fails with the connection.
+	pub := mustPaho(t, "tcp://"+b.Addr("tcp"), adminName, adminPass)
+	tok := pub.Publish("$SYS/x", 1, false, []byte("x"))
+	if !tok.WaitTimeout(20*time.Second) && pub.IsConnectionOpen() {
+		t.Fatal("paho's QoS 1 publish to $SYS neither completed nor lost its connection")
+	}
+}
