@@ -125,7 +125,7 @@ func Start(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, er
 
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           capabilities(cfg.Limits),
-		Logger:                 log.With("component", "mochi"),
+		Logger:                 slog.New(newMochiLog(log.Handler())).With("component", "mochi"),
 		SysTopicResendInterval: 10,
 	})
 	h.srv = srv
