@@ -43,7 +43,7 @@ func TestRefusedPublishLogsNoPayload(t *testing.T) {
 	for range 3 {
 		rc, _ := connectRaw(t, b.Addr("tcp"), 4, userName, userPass)
 		rc.send(publishPacket("outside/p2pd", 1, 9, payload)) // the ACL refuses it: 3.1.1 is disconnected
-		for { // mochi may send a DISCONNECT first, then closes
+		for {                                                 // mochi may send a DISCONNECT first, then closes
 			if _, err := rc.recv(); err != nil {
 				break
 			}
