@@ -20,8 +20,20 @@ type runOpts struct {
 	qos                int
 	seconds            float64
 	window             int
+	inflight           int           // >0: open loop, this many publishes awaiting the broker's PUBACK
+	drain              time.Duration // after the run, wait this long for deliveries still on their way
+	complete           bool          // fail when a message is missing after the drain
 	size               int
 	label              string
+}
+
+// result is what a run measured. missing counts deliveries that never came:
+// every message sent, to every subscriber of its topic.
+type result struct {
+	msgsPerS, p50, p99 float64
+	received, sent     int64
+	total, missing     int64 // deliveries expected (whole run, warm-up too) and not made
+	duplicates         int64
 }
 
 // tracker counts deliveries per message so a publisher can keep at most
@@ -61,7 +73,10 @@ func runCmd(args []string) error {
 	fs.BoolVar(&o.fanout, "fanout", false, "every subscriber subscribes to every publisher's topic (else publisher i -> subscriber i)")
 	fs.IntVar(&o.qos, "qos", 0, "QoS of publishes and subscriptions")
 	fs.Float64Var(&o.seconds, "seconds", 5, "measured run time")
-	fs.IntVar(&o.window, "window", 16, "per publisher, messages sent but not yet delivered everywhere")
+	fs.IntVar(&o.window, "window", 16, "per publisher, messages sent but not yet delivered everywhere (closed loop)")
+	fs.IntVar(&o.inflight, "inflight", 0, "per publisher, QoS 1/2 publishes awaiting the broker's PUBACK (open loop: the broker's queues fill); 0 uses -window")
+	fs.DurationVar(&o.drain, "drain", 10*time.Second, "after the run, wait up to this long for every message to arrive before counting the missing ones")
+	fs.BoolVar(&o.complete, "complete", false, "exit with an error when any message is missing")
 	fs.IntVar(&o.size, "size", 256, "payload bytes (>= 16)")
 	fs.StringVar(&o.label, "label", "", "name printed in the result line")
 	if err := fs.Parse(args); err != nil {
@@ -73,7 +88,66 @@ func runCmd(args []string) error {
 	if !o.fanout && o.pubs != o.subs {
 		return errors.New("run: without -fanout, -pubs must equal -subs")
 	}
-	return run(o)
+	if o.inflight < 0 || (o.inflight > 0 && o.qos == 0) {
+		return errors.New("run: -inflight needs -qos 1 or 2")
+	}
+	r, err := run(o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("result label=%s msgs_per_s=%.0f p50_ms=%.3f p99_ms=%.3f received=%d sent=%d deliveries=%d missing=%d duplicates=%d\n",
+		o.label, r.msgsPerS, r.p50, r.p99, r.received, r.sent, r.total, r.missing, r.duplicates)
+	if o.complete && r.missing > 0 {
+		return fmt.Errorf("run: %d of %d deliveries missing", r.missing, r.total)
+	}
+	return nil
+}
+
+// ledger records every message sent and every delivery, to count the
+// missing ones at the end.
+type ledger struct {
+	need int
+	mu   sync.Mutex
+	got  [][]uint16 // per publisher, deliveries per sequence number
+	sent []uint32   // per publisher, messages sent
+}
+
+func newLedger(pubs, need int) *ledger {
+	return &ledger{need: need, got: make([][]uint16, pubs), sent: make([]uint32, pubs)}
+}
+
+func (l *ledger) publish(pub int, seq uint32) {
+	l.mu.Lock()
+	l.sent[pub] = seq + 1
+	for uint32(len(l.got[pub])) <= seq {
+		l.got[pub] = append(l.got[pub], 0)
+	}
+	l.mu.Unlock()
+}
+
+func (l *ledger) deliver(pub int, seq uint32) {
+	l.mu.Lock()
+	if pub < len(l.got) && seq < uint32(len(l.got[pub])) {
+		l.got[pub][seq]++
+	}
+	l.mu.Unlock()
+}
+
+// count returns deliveries expected, missing and duplicated so far.
+func (l *ledger) count() (total, missing, dups int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p, n := range l.sent {
+		for _, c := range l.got[p][:n] {
+			total += int64(l.need)
+			if int(c) < l.need {
+				missing += int64(l.need - int(c))
+			} else {
+				dups += int64(int(c) - l.need)
+			}
+		}
+	}
+	return total, missing, dups
 }
 
 func connect(o runOpts, id string) (paho.Client, error) {
@@ -90,7 +164,9 @@ func connect(o runOpts, id string) (paho.Client, error) {
 	return c, nil
 }
 
-func run(o runOpts) error {
+func run(o runOpts) (result, error) {
+	var r result
+	var book *ledger
 	topics := make([]string, o.pubs)
 	trackers := make([]*tracker, o.pubs)
 	for i := range topics {
@@ -100,6 +176,9 @@ func run(o runOpts) error {
 			need = o.subs
 		}
 		trackers[i] = &tracker{need: need, count: map[uint64]int{}, slots: make(chan struct{}, o.window)}
+		if i == 0 {
+			book = newLedger(o.pubs, need)
+		}
 		for j := 0; j < o.window; j++ {
 			trackers[i].slots <- struct{}{}
 		}
@@ -133,12 +212,13 @@ func run(o runOpts) error {
 		}
 		if pub < len(trackers) {
 			trackers[pub].delivered(seq)
+			book.deliver(pub, uint32(seq))
 		}
 	}
 	for i := 0; i < o.subs; i++ {
 		c, err := connect(o, fmt.Sprintf("mqttload-sub-%d-%d", i, time.Now().UnixNano()))
 		if err != nil {
-			return err
+			return r, err
 		}
 		clients = append(clients, c)
 		filters := map[string]byte{topics[i%o.pubs]: byte(o.qos)}
@@ -150,11 +230,11 @@ func run(o runOpts) error {
 		}
 		tok := c.SubscribeMultiple(filters, handler)
 		if !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
-			return fmt.Errorf("subscribe: %v", tok.Error())
+			return r, fmt.Errorf("subscribe: %v", tok.Error())
 		}
 		for t, code := range tok.(*paho.SubscribeToken).Result() {
 			if code >= 0x80 {
-				return fmt.Errorf("subscribe %s refused (%#x)", t, code)
+				return r, fmt.Errorf("subscribe %s refused (%#x)", t, code)
 			}
 		}
 	}
@@ -162,7 +242,7 @@ func run(o runOpts) error {
 	for i := range pubs {
 		c, err := connect(o, fmt.Sprintf("mqttload-pub-%d-%d", i, time.Now().UnixNano()))
 		if err != nil {
-			return err
+			return r, err
 		}
 		clients = append(clients, c)
 		pubs[i] = c
@@ -177,17 +257,44 @@ func run(o runOpts) error {
 			defer wg.Done()
 			payload := make([]byte, o.size)
 			binary.BigEndian.PutUint32(payload[0:4], uint32(i))
+			// Open loop: at most o.inflight publishes await the broker's
+			// PUBACK; a waiter frees a slot as each completes, oldest first.
+			slots := make(chan struct{}, max(o.inflight, 1))
+			acks := make(chan paho.Token, max(o.inflight, 1))
+			acked := make(chan struct{})
+			if o.inflight > 0 {
+				go func() {
+					defer close(acked)
+					for t := range acks {
+						t.WaitTimeout(30 * time.Second)
+						<-slots
+					}
+				}()
+				defer func() { close(acks); <-acked }()
+			}
 			for seq := uint32(0); ; seq++ {
-				select {
-				case <-stop:
-					return
-				case <-trackers[i].slots:
-				case <-time.After(2 * time.Second): // a lost message frees its slot late
+				if o.inflight == 0 {
+					select {
+					case <-stop:
+						return
+					case <-trackers[i].slots:
+					case <-time.After(2 * time.Second): // a lost message frees its slot late
+					}
+				} else {
+					select {
+					case <-stop:
+						return
+					case slots <- struct{}{}:
+					}
 				}
 				p := append([]byte(nil), payload...)
 				binary.BigEndian.PutUint32(p[4:8], seq)
 				binary.BigEndian.PutUint64(p[8:16], uint64(time.Now().UnixNano()))
-				pubs[i].Publish(topics[i], byte(o.qos), false, p)
+				book.publish(i, seq)
+				tok := pubs[i].Publish(topics[i], byte(o.qos), false, p)
+				if o.inflight > 0 {
+					acks <- tok // never blocks: at most o.inflight tokens are out
+				}
 				if measuring.Load() {
 					sent.Add(1)
 				}
@@ -202,6 +309,13 @@ func run(o runOpts) error {
 	elapsed := time.Since(start)
 	close(stop)
 	wg.Wait()
+	// Count what never arrived, after a bounded wait for what is on its way.
+	for deadline := time.Now().Add(o.drain); ; time.Sleep(100 * time.Millisecond) {
+		if _, missing, _ := book.count(); missing == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	r.total, r.missing, r.duplicates = book.count()
 
 	latMu.Lock()
 	defer latMu.Unlock()
@@ -212,7 +326,8 @@ func run(o runOpts) error {
 		}
 		return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000
 	}
-	fmt.Printf("result label=%s msgs_per_s=%.0f p50_ms=%.3f p99_ms=%.3f received=%d sent=%d\n",
-		o.label, float64(received.Load())/elapsed.Seconds(), pct(0.50), pct(0.99), received.Load(), sent.Load())
-	return nil
+	r.msgsPerS = float64(received.Load()) / elapsed.Seconds()
+	r.p50, r.p99 = pct(0.50), pct(0.99)
+	r.received, r.sent = received.Load(), sent.Load()
+	return r, nil
 }

@@ -88,7 +88,8 @@ func loader(s *settings) *config.Loader {
 	fs.UintVar(&s.packetSize, "max-packet-size", uint(l.MaxPacketSize), "largest MQTT packet in bytes; bigger ones close the connection (0 = no limit)")
 	fs.UintVar(&s.inflight, "max-inflight", uint(l.MaxInflight), "per client, outgoing QoS 1/2 messages sent and awaiting acknowledgement; more wait in the client's queue (1-65535; an MQTT 5 client's smaller Receive Maximum wins)")
 	fs.IntVar(&l.MaxQueued, "max-queued", l.MaxQueued, "per client, messages waiting behind --max-inflight; one more ends the session (MQTT 5: DISCONNECT 0x97) instead of losing it")
-	fs.IntVar(&l.MaxQueuedBytes, "max-queued-bytes", l.MaxQueuedBytes, "per client, bytes of messages waiting behind --max-inflight; more end the session like --max-queued")
+	fs.IntVar(&l.MaxQueuedBytes, "max-queued-bytes", l.MaxQueuedBytes, "per client, bytes of messages waiting behind --max-inflight or to be written; more end the session like --max-queued")
+	fs.DurationVar(&l.QueueWait, "queue-wait", l.QueueWait, "longest a publish waits for a subscriber whose queue is half full to drain, so publishers slow to their subscribers' pace (0: no waiting)")
 	fs.UintVar(&s.receiveMax, "receive-maximum", uint(l.ReceiveMaximum), "per client, incoming QoS 1/2 publishes not yet acknowledged (1-65535)")
 	fs.UintVar(&s.pending, "max-pending-writes", uint(l.MaxPendingWrites), "per client, packets queued for a slow reader; more are dropped")
 	fs.DurationVar(&l.MessageExpiry, "message-expiry", l.MessageExpiry, "longest time a message, also a retained one, is kept (0 = no limit)")
@@ -115,8 +116,8 @@ func (s *settings) finish() (*settings, error) {
 	if s.inflight < 1 || s.inflight > math.MaxUint16 || s.receiveMax < 1 || s.receiveMax > math.MaxUint16 {
 		return nil, errors.New("mqttd: --max-inflight and --receive-maximum must be 1-65535")
 	}
-	if l.MaxQueued < 1 || l.MaxQueuedBytes < 1 {
-		return nil, errors.New("mqttd: --max-queued and --max-queued-bytes must be at least 1")
+	if l.MaxQueued < 1 || l.MaxQueuedBytes < 1 || l.QueueWait < 0 {
+		return nil, errors.New("mqttd: --max-queued and --max-queued-bytes must be at least 1, --queue-wait not negative")
 	}
 	l.MaxPacketSize, l.MaxInflight = uint32(s.packetSize), uint16(s.inflight)
 	l.ReceiveMaximum, l.MaxPendingWrites = uint16(s.receiveMax), int32(s.pending)

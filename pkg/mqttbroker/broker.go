@@ -42,7 +42,8 @@ type Limits struct {
 	MaxPacketSize    uint32        // bytes; bigger packets close the connection
 	MaxInflight      uint16        // per connection, QoS 1/2 publishes written and not yet acknowledged (the wire window; an MQTT 5 client's smaller Receive Maximum wins); must be > 0
 	MaxQueued        int           // per connection, publishes waiting behind the window; one more ends the session (must be > 0)
-	MaxQueuedBytes   int           // per connection, bytes waiting behind the window; more end the session (must be > 0)
+	MaxQueuedBytes   int           // per connection, bytes waiting behind the window or to be written; more end the session (must be > 0)
+	QueueWait        time.Duration // longest a publish waits for a connection it goes to whose queue is half full; 0: no waiting
 	ReceiveMaximum   uint16        // per client, incoming QoS 1/2 publishes not yet acknowledged (must be > 0)
 	MaxPendingWrites int32         // per client, packets queued for writing; more are dropped (must be > 0)
 	MessageExpiry    time.Duration // longest a message (also a retained one) is kept
@@ -63,6 +64,7 @@ func DefaultLimits() Limits {
 		MaxInflight:      128,
 		MaxQueued:        1000,
 		MaxQueuedBytes:   4 << 20,
+		QueueWait:        5 * time.Second,
 		ReceiveMaximum:   1024,
 		MaxPendingWrites: 256,
 		MessageExpiry:    time.Hour,
@@ -116,7 +118,7 @@ func Start(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, er
 	if cfg.Limits.MaxPendingWrites <= 0 || cfg.Limits.ReceiveMaximum == 0 {
 		return nil, errors.New("mqttbroker: max pending writes and receive maximum must be > 0")
 	}
-	if l := cfg.Limits; l.MaxInflight == 0 || l.MaxQueued <= 0 || l.MaxQueuedBytes <= 0 || int(l.MaxInflight)+l.MaxQueued > maxStored {
+	if l := cfg.Limits; l.MaxInflight == 0 || l.MaxQueued <= 0 || l.MaxQueuedBytes <= 0 || l.QueueWait < 0 || int(l.MaxInflight)+l.MaxQueued > maxStored {
 		return nil, fmt.Errorf("mqttbroker: max inflight, max queued and max queued bytes must be > 0, and inflight + queued at most %d", maxStored)
 	}
 	if cfg.ConnectTimeout <= 0 {
@@ -183,7 +185,7 @@ func newHook(cfg Config, log *slog.Logger) (*hook, error) {
 	}
 	h.flow = &flowLimits{
 		window: int(cfg.Limits.MaxInflight), maxQueued: cfg.Limits.MaxQueued, maxBytes: cfg.Limits.MaxQueuedBytes,
-		onOverflow: func(_ *flowConn, queued, bytes int) {
+		onOverflow: func(queued, bytes int) {
 			h.refuse(LimitQueued, "session ended: client queue full (the client does not acknowledge its QoS 1/2 messages)",
 				"queued", queued, "bytes", bytes, "max", cfg.Limits.MaxQueued, "max_bytes", cfg.Limits.MaxQueuedBytes)
 		},

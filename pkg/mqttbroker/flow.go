@@ -6,40 +6,56 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // mochi v2.7.9 drops a QoS 1/2 message for a client whose inflight store is
 // full (ErrQuotaExceeded, counted in InflightDropped) and the client never
 // learns of it; its own queue for MQTT 5 Receive Maximum deletes a message
-// from the store once sent and leaks send quota. So mochi is given room
-// (Capabilities.MaximumInflight = window + queue + slack) and never holds a
-// message back itself, and every client connection is a flowConn that keeps
-// the wire window: at most `window` QoS 1/2 publishes written and not yet
-// acknowledged. Publishes beyond the window wait, in order, in a bounded
-// per-connection queue and go out as acknowledgements come in. When the
-// queue is full the session ends visibly (MQTT 5: DISCONNECT 0x97 Quota
-// exceeded; 3.1.1: the connection closes) instead of losing a message:
-// mochi still holds every queued message in the session's inflight store
-// and resends it when a persistent session resumes.
+// from the store once sent and leaks send quota; and a message that finds
+// the client's write channel full (a slow reader) is dropped too. So mochi
+// is given room (Capabilities.MaximumInflight = window + queue + slack) and
+// never holds a message back itself, and every client connection is a
+// flowConn:
+//
+//   - Write never blocks: what mochi writes is taken at once and written to
+//     the socket by the connection's own writer goroutine (started when there
+//     is something to write, gone when there is not), so mochi's write
+//     channel never fills.
+//   - It keeps the wire window: at most `window` QoS 1/2 publishes written
+//     and not yet acknowledged. Later publishes wait, in order, in a bounded
+//     queue and go out as acknowledgements come in.
+//   - A connection whose queue is half full is congested: publishers to it
+//     wait (hook.OnPublish, up to Limits.QueueWait) until it has drained to a
+//     quarter, which slows them to the pace of their subscribers, as a
+//     single-threaded broker such as mosquitto does by nature.
+//   - When the queue is full all the same, the session ends visibly (MQTT 5:
+//     DISCONNECT 0x97 Quota exceeded; 3.1.1: the connection closes) instead of
+//     losing a message: mochi still holds every queued message in the
+//     session's store and resends it when a persistent session resumes.
 
 // flowLimits are shared by every connection of a broker.
 type flowLimits struct {
-	window      int // default wire window (QoS 1/2 publishes awaiting ack)
-	maxQueued   int // publishes held back per connection
-	maxBytes    int // bytes held back per connection
-	queued      atomic.Int64
-	onOverflow  func(fc *flowConn, queued, bytes int)
-	disconnects atomic.Int64
+	window     int // default wire window (QoS 1/2 publishes awaiting ack)
+	maxQueued  int // publishes held back per connection
+	maxBytes   int // bytes held back or not yet written, per connection
+	queued     atomic.Int64
+	congested  atomic.Int64 // connections congested now
+	onOverflow func(queued, bytes int)
 }
 
 var errQueueFull = errors.New("mqttbroker: client queue full: session ended")
 
-// Packet types and the one DISCONNECT mqttd writes itself.
+// Packet types and the one packet mqttd writes itself.
 const (
 	typePublish = 3
 	// MQTT 5 DISCONNECT, reason 0x97 Quota exceeded, no properties.
 	disconnectQuota = "\xe0\x02\x97\x00"
 )
+
+// closeFlush bounds how long Close waits for unwritten bytes (a CONNACK
+// refusal, a DISCONNECT) to reach a client that does not read.
+const closeFlush = 2 * time.Second
 
 type queued struct {
 	b   []byte
@@ -47,19 +63,26 @@ type queued struct {
 	id  uint16
 }
 
-// flowConn is one client connection with the wire window (see above).
+// flowConn is one client connection (see above).
 type flowConn struct {
 	net.Conn
 	lim *flowLimits
 
-	mu      sync.Mutex
-	v5      bool
-	window  int
-	out     map[uint16]struct{} // packet ids written and not yet acknowledged
-	queue   []queued
-	qBytes  int
-	partial []byte // an outgoing packet not yet complete
-	closed  bool
+	mu        sync.Mutex
+	v5        bool
+	window    int
+	out       map[uint16]struct{} // packet ids written and not yet acknowledged
+	queue     []queued            // publishes waiting for the window
+	qBytes    int
+	wbuf      [][]byte // taken from mochi, not yet written to the socket
+	wBytes    int
+	writing   bool          // the writer goroutine runs
+	flushed   chan struct{} // closed when the writer stops
+	werr      error
+	partial   []byte // an outgoing packet not yet complete
+	closed    bool
+	congested bool
+	drained   chan struct{} // closed when the connection stops being congested
 }
 
 func newFlowConn(c net.Conn, lim *flowLimits) *flowConn {
@@ -128,56 +151,83 @@ func (c *flowConn) Write(p []byte) (int, error) {
 	if c.closed {
 		return 0, net.ErrClosed
 	}
-	buf := p
-	if len(c.partial) > 0 {
-		buf = append(c.partial, p...)
-		c.partial = nil
+	if c.werr != nil {
+		return 0, c.werr
 	}
-	var pass net.Buffers
-	i := 0
-	for i < len(buf) {
+	// One copy: mochi may reuse p once Write returns; the packets sent and
+	// queued below are slices of buf.
+	buf := append(c.partial, p...)
+	c.partial = nil
+	for i := 0; i < len(buf); {
 		n := frame(buf[i:])
 		if n < 0 {
 			return 0, errors.New("mqttbroker: malformed outgoing packet")
 		}
 		if n == 0 {
-			c.partial = append([]byte(nil), buf[i:]...)
+			c.partial = buf[i:len(buf):len(buf)]
 			break
 		}
 		pkt := buf[i : i+n]
 		i += n
 		if pkt[0]>>4 != typePublish {
-			pass = append(pass, pkt)
+			c.send(pkt)
 			continue
 		}
 		qos, id, ok := publishID(pkt)
 		if !ok {
 			return 0, errors.New("mqttbroker: malformed outgoing PUBLISH")
 		}
-		if len(c.queue) == 0 && c.room(qos, id) {
-			c.sent(qos, id)
-			pass = append(pass, pkt)
-			continue
-		}
 		// A resent message (DUP: a session resuming) is in mochi's store
-		// already, which bounds it; only new messages count against the queue.
-		if dup := pkt[0]&0x08 != 0; !dup && (len(c.queue) >= c.lim.maxQueued || c.qBytes+len(pkt) > c.lim.maxBytes) {
-			if len(pass) > 0 {
-				_, _ = pass.WriteTo(c.Conn)
-			}
+		// already, which bounds it; only new messages count against the bound.
+		dup := pkt[0]&0x08 != 0
+		if !dup && (len(c.queue) >= c.lim.maxQueued || c.qBytes+c.wBytes+len(pkt) > c.lim.maxBytes) {
 			c.overflow()
 			return 0, errQueueFull
 		}
-		c.queue = append(c.queue, queued{b: append([]byte(nil), pkt...), qos: qos, id: id})
+		if len(c.queue) == 0 && c.room(qos, id) {
+			c.sent(qos, id)
+			c.send(pkt)
+			continue
+		}
+		c.queue = append(c.queue, queued{b: pkt, qos: qos, id: id})
 		c.qBytes += len(pkt)
 		c.lim.queued.Add(1)
 	}
-	if len(pass) > 0 {
-		if _, err := pass.WriteTo(c.Conn); err != nil {
-			return 0, err
-		}
-	}
+	c.checkCongestion()
 	return len(p), nil
+}
+
+// send hands pkt to the writer goroutine. Called with mu held.
+func (c *flowConn) send(pkt []byte) {
+	c.wbuf = append(c.wbuf, pkt)
+	c.wBytes += len(pkt)
+	if !c.writing {
+		c.writing = true
+		c.flushed = make(chan struct{})
+		go c.writer()
+	}
+}
+
+// writer writes what Write and acked took, until there is nothing left.
+func (c *flowConn) writer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.wbuf) > 0 && c.werr == nil {
+		bufs := net.Buffers(c.wbuf)
+		c.wbuf, c.wBytes = nil, 0
+		c.mu.Unlock()
+		_, err := bufs.WriteTo(c.Conn)
+		c.mu.Lock()
+		if err != nil {
+			c.werr = err
+			_ = c.Conn.Close() // ends mochi's read loop: the session ends as for any broken connection
+		}
+		c.checkCongestion()
+	}
+	c.wbuf, c.wBytes = nil, 0
+	c.writing = false
+	close(c.flushed)
+	c.checkCongestion()
 }
 
 // room reports whether a publish may go out now. Called with mu held.
@@ -208,13 +258,13 @@ func (c *flowConn) acked(id uint16) {
 		return
 	}
 	delete(c.out, id)
-	var pass net.Buffers
 	n := 0
 	for n < len(c.queue) && c.room(c.queue[n].qos, c.queue[n].id) {
 		q := c.queue[n]
 		c.sent(q.qos, q.id)
-		pass = append(pass, q.b)
 		c.qBytes -= len(q.b)
+		c.wbuf = append(c.wbuf, q.b)
+		c.wBytes += len(q.b)
 		n++
 	}
 	if n == 0 {
@@ -223,39 +273,103 @@ func (c *flowConn) acked(id uint16) {
 	clear(c.queue[:n])
 	c.queue = c.queue[n:]
 	c.lim.queued.Add(-int64(n))
-	_, _ = pass.WriteTo(c.Conn) // a failed write ends the read loop too
+	if !c.writing {
+		c.writing = true
+		c.flushed = make(chan struct{})
+		go c.writer()
+	}
+	c.checkCongestion()
+}
+
+// checkCongestion moves the connection in and out of the congested state
+// (half the queue bound in, a quarter out). Called with mu held.
+func (c *flowConn) checkCongestion() {
+	held := c.qBytes + c.wBytes
+	switch {
+	case !c.congested && !c.closed && (len(c.queue) >= c.lim.maxQueued/2 || held >= c.lim.maxBytes/2):
+		c.congested = true
+		c.drained = make(chan struct{})
+		c.lim.congested.Add(1)
+	case c.congested && (c.closed || len(c.queue) <= c.lim.maxQueued/4 && held <= c.lim.maxBytes/4):
+		c.congested = false
+		close(c.drained)
+		c.lim.congested.Add(-1)
+	}
+}
+
+// waitDrained waits until the connection is not congested, it closes, or
+// deadline passes.
+func (c *flowConn) waitDrained(deadline time.Time) {
+	c.mu.Lock()
+	if !c.congested {
+		c.mu.Unlock()
+		return
+	}
+	ch := c.drained
+	c.mu.Unlock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
 }
 
 // overflow ends the session: MQTT 5 hears why. Called with mu held.
 func (c *flowConn) overflow() {
 	if c.lim.onOverflow != nil {
-		c.lim.onOverflow(c, len(c.queue), c.qBytes)
+		c.lim.onOverflow(len(c.queue), c.qBytes+c.wBytes)
 	}
 	if c.v5 {
-		_, _ = c.Conn.Write([]byte(disconnectQuota))
+		c.send([]byte(disconnectQuota))
 	}
-	c.lim.disconnects.Add(1)
 	c.drop()
-	_ = c.Conn.Close()
+	go c.flushAndClose()
 }
 
-// drop forgets the queue (mochi's inflight store still holds the messages).
+// drop forgets the queue (mochi's store still holds the messages). Called
+// with mu held.
 func (c *flowConn) drop() {
 	c.closed = true
 	c.lim.queued.Add(-int64(len(c.queue)))
 	c.queue, c.qBytes, c.partial = nil, 0, nil
+	c.checkCongestion()
 }
 
+// flushAndClose lets the writer finish (bounded) and closes the socket.
+func (c *flowConn) flushAndClose() error {
+	c.mu.Lock()
+	ch, writing := c.flushed, c.writing
+	c.mu.Unlock()
+	if writing {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
+		<-ch
+	}
+	return c.Conn.Close()
+}
+
+// Close writes what mochi already wrote (a CONNACK refusal, a DISCONNECT)
+// and closes the connection.
 func (c *flowConn) Close() error {
 	c.mu.Lock()
 	if !c.closed {
 		c.drop()
 	}
 	c.mu.Unlock()
-	return c.Conn.Close()
+	return c.flushAndClose()
 }
 
-// queueLen is the number of publishes waiting (for tests and metrics).
+// waitFlushed waits until the writer has written everything (for tests).
+func (c *flowConn) waitFlushed() {
+	c.mu.Lock()
+	ch, writing := c.flushed, c.writing
+	c.mu.Unlock()
+	if writing {
+		<-ch
+	}
+}
+
+// queueLen is the number of publishes waiting (for tests).
 func (c *flowConn) queueLen() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

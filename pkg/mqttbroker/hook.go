@@ -161,7 +161,36 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	return pk
 }
 
+// waitCongested holds a publish while a connection it goes to is congested
+// (its queue half full), up to QueueWait: publishers slow to the pace of
+// their subscribers instead of overrunning the bounded queues. Nothing is
+// looked up while no connection is congested.
+func (h *hook) waitCongested(pk packets.Packet) {
+	if h.limits.QueueWait <= 0 || h.flow.congested.Load() == 0 {
+		return
+	}
+	deadline := time.Now().Add(h.limits.QueueWait)
+	subs := h.srv.Topics.Subscribers(pk.TopicName)
+	for id := range subs.Subscriptions {
+		if sc, ok := h.srv.Clients.Get(id); ok {
+			if fc, ok := sc.Net.Conn.(*flowConn); ok {
+				fc.waitDrained(deadline)
+			}
+		}
+	}
+	for _, group := range subs.Shared {
+		for id := range group {
+			if sc, ok := h.srv.Clients.Get(id); ok {
+				if fc, ok := sc.Net.Conn.(*flowConn); ok {
+					fc.waitDrained(deadline)
+				}
+			}
+		}
+	}
+}
+
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	defer h.waitCongested(pk)
 	if h.limits.PublishRate > 0 {
 		h.mu.Lock()
 		b := h.buckets[cl]
