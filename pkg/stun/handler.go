@@ -89,7 +89,7 @@ func (srv *Server) handle(w *worker, b []byte, src netip.AddrPort, s site, tcp b
 			change = binary.BigEndian.Uint32(a.Value) & (ChangeIP | ChangePort)
 		case a.Type == stun.AttrFingerprint, ignoredAttrs[a.Type], a.Type >= 0x8000:
 		default:
-			w.unknown = append(w.unknown, a.Type)
+			w.unknown = addUnknown(w.unknown, a.Type)
 		}
 	}
 	r := result{via: s.at, classic: classic}
@@ -109,7 +109,7 @@ func (srv *Server) handle(w *worker, b []byte, src netip.AddrPort, s site, tcp b
 		srv.errorResponse(m, w.unknown)
 	case change != 0 && (tcp || !s.hasAlt):
 		r.out = outChangeUnsupported
-		w.unknown = append(w.unknown, stun.AttrChangeRequest)
+		w.unknown = addUnknown(w.unknown, stun.AttrChangeRequest)
 		srv.errorResponse(m, w.unknown)
 	default:
 		r.out = outSuccess
@@ -154,11 +154,35 @@ func (srv *Server) successResponse(m *stun.Message, src netip.AddrPort, s site, 
 	}
 }
 
+// maxUnknown caps the UNKNOWN-ATTRIBUTES list. The RFCs do not ask for every
+// unknown attribute, and with the cap a 420 answer stays at 92 bytes (default
+// SOFTWARE), below a success answer, however many attributes a request holds.
+const maxUnknown = 12
+
+// addUnknown adds t to list unless it is there already or the list is full.
+func addUnknown(list []stun.AttrType, t stun.AttrType) []stun.AttrType {
+	if len(list) >= maxUnknown {
+		return list
+	}
+	for _, u := range list {
+		if u == t {
+			return list
+		}
+	}
+	return append(list, t)
+}
+
 func (srv *Server) errorResponse(m *stun.Message, unknown []stun.AttrType) {
 	m.Type = stun.BindingError
 	m.WriteHeader()
 	_ = (&stun.ErrorCodeAttribute{Code: stun.CodeUnknownAttribute, Reason: []byte("Unknown Attribute")}).AddTo(m)
-	_ = stun.UnknownAttributes(unknown).AddTo(m)
+	// RFC 8489 14.9: a list of 16-bit types (pion/stun v2 writes 32 bits
+	// each, which RFC decoders read as pairs with a zero type).
+	var v [2 * maxUnknown]byte
+	for i, t := range unknown {
+		binary.BigEndian.PutUint16(v[2*i:], uint16(t))
+	}
+	m.Add(stun.AttrUnknownAttributes, v[:2*len(unknown)])
 	if len(srv.software) > 0 {
 		m.Add(stun.AttrSoftware, srv.software)
 	}

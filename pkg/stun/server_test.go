@@ -1,11 +1,15 @@
 package stun
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/pion/stun/v2"
 
 	"github.com/p2pd-go/p2pd/internal/metricstest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -184,30 +188,77 @@ func mustRequest(t testing.TB) []byte {
 	return append([]byte(nil), m.Raw...)
 }
 
+// 420 answers list each unknown comprehension-required attribute once, at
+// most maxUnknown of them, two bytes per type (RFC 8489 14.9), so no answer
+// grows past the documented 156 bytes however many attributes a request has.
 func TestServerUnknownAttribute(t *testing.T) {
-	s, _ := startServer(t, ServerConfig{Primary4: lo1})
+	s, _ := startServer(t, ServerConfig{Primary4: lo1, Software: "p2pd"})
 	to := s.UDPAddrs()[0]
 	raw, err := net.Dial("udp4", to.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	req := mustRequest(t)
-	req[3] = 8
-	req = append(req, 0x00, 0x99, 0, 4, 1, 2, 3, 4) // unknown comprehension-required
-	if _, err := raw.Write(req); err != nil {
-		t.Fatal(err)
+	distinct := func(n int) []stun.AttrType {
+		var out []stun.AttrType
+		for i := range n {
+			out = append(out, stun.AttrType(0x0040+i))
+		}
+		return out
 	}
-	buf := make([]byte, 1500)
-	_ = raw.SetReadDeadline(time.Now().Add(3 * time.Second))
-	n, err := raw.Read(buf)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		send []stun.AttrType
+		want []stun.AttrType
+	}{
+		{"one", []stun.AttrType{0x0099}, []stun.AttrType{0x0099}},
+		// 1,380 bytes of request, as in the report (a 1,428-byte answer before)
+		{"duplicates", append(slices.Repeat([]stun.AttrType{0x0099}, 168), 0x0098, 0x0099), []stun.AttrType{0x0099, 0x0098}},
+		{"more than the cap", append(slices.Repeat([]stun.AttrType{0x0041}, 5), distinct(40)...),
+			append([]stun.AttrType{0x0041, 0x0040}, distinct(maxUnknown)[2:]...)},
 	}
-	_, _, err = ParseResponse(buf[:n])
-	var er *ErrorResponse
-	if !errors.As(err, &er) || er.Code != 420 {
-		t.Fatalf("got %v, want 420", err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := stun.Build(stun.TransactionID, stun.BindingRequest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, at := range tc.send {
+				m.Add(at, []byte{1, 2, 3, 4})
+			}
+			if _, err := raw.Write(m.Raw); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 1500)
+			_ = raw.SetReadDeadline(time.Now().Add(3 * time.Second))
+			n, err := raw.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 156 {
+				t.Fatalf("420 answer of %d bytes to a %d-byte request, over the documented 156", n, len(m.Raw))
+			}
+			_, _, err = ParseResponse(buf[:n])
+			var er *ErrorResponse
+			if !errors.As(err, &er) || er.Code != 420 {
+				t.Fatalf("got %v, want 420", err)
+			}
+			res := &stun.Message{Raw: buf[:n]}
+			if err := res.Decode(); err != nil {
+				t.Fatal(err)
+			}
+			v, err := res.Get(stun.AttrUnknownAttributes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []stun.AttrType
+			for i := 0; i+1 < len(v); i += 2 {
+				got = append(got, stun.AttrType(binary.BigEndian.Uint16(v[i:])))
+			}
+			if len(v) != 2*len(tc.want) || !slices.Equal(got, tc.want) {
+				t.Fatalf("UNKNOWN-ATTRIBUTES %x (%d bytes), want the types %v at 2 bytes each", v, len(v), tc.want)
+			}
+		})
 	}
 }
 
