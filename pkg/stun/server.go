@@ -47,8 +47,9 @@ type Server struct {
 	ntpConns []*net.UDPConn
 	tcpSem   chan struct{}
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closing bool // set by Close: connections accepted after it are closed at once
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -275,6 +276,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.closeSockets()
 	s.mu.Lock()
+	s.closing = true
 	for c := range s.conns {
 		_ = c.Close()
 	}

@@ -37,6 +37,12 @@ func (s *Server) acceptTCP(ctx context.Context, ln *siteListener) {
 			continue
 		}
 		s.mu.Lock()
+		if s.closing { // accepted while Close ran: Close has closed the others already
+			s.mu.Unlock()
+			_ = c.Close()
+			<-s.tcpSem
+			return
+		}
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
 		s.m.tcpConns.Inc()
