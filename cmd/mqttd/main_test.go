@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -138,44 +134,12 @@ func TestPasswdCommand(t *testing.T) {
 // TestStopsOnSIGTERM runs mqttd (this test binary acting as main), checks
 // it serves, sends SIGTERM and expects a clean exit.
 func TestStopsOnSIGTERM(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0",
-		"--admin", "127.0.0.1:0", "--allow-anonymous", "--log-format", "json")
-	cmd.Env = append(os.Environ(), "MQTTD_TEST_RUN_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan map[string]any, 100)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				lines <- m
-			}
-		}
-	}()
-	var tcp string
-	for m := range lines {
-		if m["msg"] == "mqttd serving" {
-			tcp, _ = m["tcp"].(string)
-			break
-		}
-	}
-	if tcp == "" {
-		cmd.Process.Kill()
-		t.Fatal("mqttd did not report serving")
-	}
+	cmd, tcp, log := startMqttd(t)
 	c, err := net.Dial("tcp", tcp)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	// MQTT 3.1.1 CONNECT, clean session, anonymous, client id "t".
 	_, _ = c.Write([]byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 1, 't'})
 	ack := make([]byte, 4)
@@ -186,15 +150,10 @@ func TestStopsOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	stopping := false
-	for m := range lines {
-		stopping = stopping || m["msg"] == "mqttd stopping"
-	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("mqttd exit: %v", err)
 	}
-	if !stopping {
-		t.Error("no \"mqttd stopping\" log line")
+	if !strings.Contains(log.String(), `"msg":"mqttd stopping"`) {
+		t.Errorf("no \"mqttd stopping\" log line:\n%s", log.String())
 	}
-	c.Close()
 }

@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,55 +15,63 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/p2pd-go/p2pd/internal/testload"
 )
 
-// startMqttd runs this test binary as mqttd and returns it with its MQTT address.
+// startMqttd runs this test binary as mqttd and returns it with its MQTT
+// address and its log (complete once Wait has returned).
 func startMqttd(t *testing.T) (*exec.Cmd, string, *lockedLog) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "--listen", "127.0.0.1:0", "--ws-listen", "", "--admin", "",
+	cmd := exec.Command(os.Args[0], "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--allow-anonymous", "--publish-rate", "0", "--log-format", "json")
 	cmd.Env = append(os.Environ(), "MQTTD_TEST_RUN_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := &lockedLog{serving: make(chan string, 1)}
+	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	log := &lockedLog{}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.add(sc.Text())
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "mqttd serving" {
-				tcp, _ := m["tcp"].(string)
-				addr <- tcp
-			}
-		}
-	}()
 	select {
-	case a := <-addr:
+	case a := <-log.serving:
 		return cmd, a, log
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		t.Fatal("mqttd did not report serving")
+		t.Fatalf("mqttd did not report serving:\n%s", log.String())
 		return nil, "", nil
 	}
 }
 
-// lockedLog collects a process's log lines.
+// lockedLog collects a process's JSON log and reports the MQTT address of
+// its "mqttd serving" line.
 type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
+	mu      sync.Mutex
+	b       strings.Builder
+	line    []byte
+	serving chan string
 }
 
-func (l *lockedLog) add(line string) {
+func (l *lockedLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.b.WriteString(line + "\n")
+	l.b.Write(p)
+	l.line = append(l.line, p...)
+	for {
+		i := bytes.IndexByte(l.line, '\n')
+		if i < 0 {
+			break
+		}
+		var m map[string]any
+		if json.Unmarshal(l.line[:i], &m) == nil && m["msg"] == "mqttd serving" {
+			tcp, _ := m["tcp"].(string)
+			select {
+			case l.serving <- tcp:
+			default:
+			}
+		}
+		l.line = l.line[i+1:]
+	}
+	return len(p), nil
 }
 
 func (l *lockedLog) String() string {
@@ -87,7 +94,7 @@ func mqttdLoad(t *testing.T, addr string, stop <-chan struct{}, wg *sync.WaitGro
 		t.Fatalf("paho connect: %v", tok.Error())
 	}
 	c.Subscribe(topic, 1, func(paho.Client, paho.Message) {}).WaitTimeout(10 * time.Second)
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer c.Disconnect(0)
@@ -100,34 +107,10 @@ func mqttdLoad(t *testing.T, addr string, stop <-chan struct{}, wg *sync.WaitGro
 			c.Publish(topic, 1, false, []byte("x")).WaitTimeout(time.Second)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		var held []net.Conn
-		defer func() {
-			for _, h := range held {
-				h.Close()
-			}
-		}()
-		connect := []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 1, 'r'}
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			h, err := net.DialTimeout("tcp", addr, time.Second)
-			if err != nil {
-				time.Sleep(5 * time.Millisecond)
-				continue
-			}
-			connect[len(connect)-1] = 'a' + byte(i%26) // client ids r..z: sessions taken over too
-			_, _ = h.Write(connect)
-			if held = append(held, h); len(held) > 20 {
-				held[0].Close()
-				held = held[1:]
-			}
-		}
-	}()
+	// Client ids r..z: some sessions are taken over too.
+	testload.TCP(addr, func(i int) []byte {
+		return []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 1, 'r' + byte(i%9)}
+	}, stop, wg)
 }
 
 // Every stop under light load ends mqttd promptly; the bound only tells a

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	pstun "github.com/pion/stun/v2"
+
+	"github.com/p2pd-go/p2pd/internal/testload"
 )
 
 // stopBound is how long a stopped server may take before it counts as hung.
@@ -22,50 +24,8 @@ const stopBound = 10 * time.Second
 func stundLoad(addr string, stop <-chan struct{}, wg *sync.WaitGroup) {
 	req, _ := pstun.Build(pstun.TransactionID, pstun.BindingRequest)
 	for range 3 {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			var held []net.Conn
-			defer func() {
-				for _, c := range held {
-					c.Close()
-				}
-			}()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				c, err := net.DialTimeout("tcp", addr, time.Second)
-				if err != nil {
-					time.Sleep(5 * time.Millisecond)
-					continue
-				}
-				_, _ = c.Write(req.Raw)
-				if held = append(held, c); len(held) > 20 {
-					held[0].Close()
-					held = held[1:]
-				}
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			c, err := net.Dial("udp", addr)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, _ = c.Write(req.Raw)
-				time.Sleep(time.Millisecond)
-			}
-		}()
+		testload.TCP(addr, func(int) []byte { return req.Raw }, stop, wg)
+		testload.UDP(addr, [][]byte{req.Raw}, stop, wg)
 	}
 }
 

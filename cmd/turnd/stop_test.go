@@ -2,13 +2,14 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pion/stun/v2"
+
+	"github.com/p2pd-go/p2pd/internal/testload"
 )
 
 // turndLoad keeps turnd lightly busy until stop closes: Binding requests
@@ -18,51 +19,8 @@ func turndLoad(addr string, stop <-chan struct{}, wg *sync.WaitGroup) {
 	bind, _ := stun.Build(stun.TransactionID, stun.BindingRequest)
 	alloc, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest))
 	for range 2 {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			var held []net.Conn
-			defer func() {
-				for _, c := range held {
-					c.Close()
-				}
-			}()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				c, err := net.DialTimeout("tcp", addr, time.Second)
-				if err != nil {
-					time.Sleep(5 * time.Millisecond)
-					continue
-				}
-				_, _ = c.Write(bind.Raw)
-				if held = append(held, c); len(held) > 20 {
-					held[0].Close()
-					held = held[1:]
-				}
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			c, err := net.Dial("udp", addr)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, _ = c.Write(bind.Raw)
-				_, _ = c.Write(alloc.Raw)
-				time.Sleep(time.Millisecond)
-			}
-		}()
+		testload.TCP(addr, func(int) []byte { return bind.Raw }, stop, wg)
+		testload.UDP(addr, [][]byte{bind.Raw, alloc.Raw}, stop, wg)
 	}
 }
 

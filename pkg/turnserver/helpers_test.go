@@ -47,6 +47,14 @@ func testServer(t testing.TB, mod func(*Config)) (*Server, *prometheus.Registry)
 	return s, reg
 }
 
+// listenAddr is the server's first UDP or TCP address.
+func listenAddr(s *Server, network string) string {
+	if network == "tcp" {
+		return s.TCPAddrs()[0].String()
+	}
+	return s.UDPAddrs()[0].String()
+}
+
 func loopbackAllowed(c *Config) {
 	c.AllowPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 }

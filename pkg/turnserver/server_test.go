@@ -73,10 +73,7 @@ func TestPeerBypassMatrixGets403(t *testing.T) {
 		c.SelfAddrs = []netip.Addr{netip.MustParseAddr(testSelf4), netip.MustParseAddr(testSelf6)}
 	})
 	for _, network := range []string{"udp", "tcp"} {
-		addr := s.UDPAddrs()[0].String()
-		if network == "tcp" {
-			addr = s.TCPAddrs()[0].String()
-		}
+		addr := listenAddr(s, network)
 		r := newRawClient(t, network, addr, "alice", "alice-pw")
 		res := r.allocate()
 		if code := r.code(res); code != 0 {
@@ -160,10 +157,7 @@ func TestAllowPeerNeverOpensOwnPorts(t *testing.T) {
 	})
 	turnPort := s.UDPAddrs()[0].(*net.UDPAddr).Port
 	for _, network := range []string{"udp", "tcp"} {
-		addr := s.UDPAddrs()[0].String()
-		if network == "tcp" {
-			addr = s.TCPAddrs()[0].String()
-		}
+		addr := listenAddr(s, network)
 		t.Run(network, func(t *testing.T) {
 			r := newRawClient(t, network, addr, "alice", "alice-pw")
 			if code := r.code(r.allocate()); code != 0 {
@@ -280,10 +274,7 @@ func TestWrongCredentialsGet401(t *testing.T) {
 		{"expired REST credential", RESTUsername(time.Now().Add(-time.Minute), "dave"), RESTPassword("s3cret-new", RESTUsername(time.Now().Add(-time.Minute), "dave")), AuthExpired},
 	}
 	for _, network := range []string{"udp", "tcp"} {
-		addr := s.UDPAddrs()[0].String()
-		if network == "tcp" {
-			addr = s.TCPAddrs()[0].String()
-		}
+		addr := listenAddr(s, network)
 		for _, cr := range creds {
 			t.Run(network+"/"+cr.name, func(t *testing.T) {
 				r := newRawClient(t, network, addr, cr.user, cr.pass)
@@ -335,10 +326,7 @@ func TestIPv6RelayRefused(t *testing.T) {
 	s, _ := testServer(t, nil)
 	family := func(b byte) rawAttr { return rawAttr{stun.AttrRequestedAddressFamily, []byte{b, 0, 0, 0}} }
 	for _, network := range []string{"udp", "tcp"} {
-		addr := s.UDPAddrs()[0].String()
-		if network == "tcp" {
-			addr = s.TCPAddrs()[0].String()
-		}
+		addr := listenAddr(s, network)
 		t.Run(network, func(t *testing.T) {
 			r := newRawClient(t, network, addr, "alice", "alice-pw")
 			r.nonceFromServer()
