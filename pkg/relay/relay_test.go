@@ -345,8 +345,8 @@ func TestCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "error 400") {
-		t.Fatalf("Start with a wrong password: %v, want the server's 400", err)
+	if err := c.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "error 401") {
+		t.Fatalf("Start with a wrong password: %v, want the server's 401", err)
 	}
 }
 

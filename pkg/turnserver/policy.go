@@ -126,8 +126,9 @@ type Policy struct {
 // WithLiveRelays lets peers on the server's own addresses through when their
 // port is the relay port of an allocation that exists now (live reports
 // that): two clients of this server relaying to each other's relay
-// addresses. Every other port of the server stays refused, including free
-// ports of the relay range and plain sockets bound in it.
+// addresses, also when those addresses are in a refused range. Every other
+// port of the server stays refused, including free ports of the relay range
+// and plain sockets bound in it.
 func (p *Policy) WithLiveRelays(live func(port uint16) bool) *Policy {
 	p.live = live
 	return p
@@ -249,9 +250,10 @@ func (p *Policy) checkSend(ap netip.AddrPort) (reason string, viaRelay bool) {
 	return p.check(ap.Addr(), ap.Port(), false)
 }
 
-// checkNotSelf is Check without the self rule. pion's PermissionHandler gets
-// no port, so it uses this; the filter (CreatePermission, ChannelBind) and the
-// relay socket (every send) apply the self rule with the port.
+// checkNotSelf is Check without the self rule: the server's own addresses
+// pass, wherever they are. pion's PermissionHandler gets no port, so it uses
+// this; the filter (CreatePermission, ChannelBind) and the relay socket
+// (every send) apply the self rule with the port.
 func (p *Policy) checkNotSelf(ip netip.Addr) string {
 	r, _ := p.check(ip, 0, true)
 	return r
@@ -281,7 +283,16 @@ func (p *Policy) check(ip netip.Addr, port uint16, skipSelf bool) (string, bool)
 			}
 		}
 	}
+	if skipSelf && p.self[ip.Unmap().WithZone("")] {
+		return "", false // no port here: the filter and the relay socket decide with it
+	}
 	relay := port != 0 && p.live != nil && p.live(port)
+	if relay && p.self[ip.Unmap().WithZone("")] {
+		// One of this server's relay sockets: relay to relay. Allowed even
+		// when the server's address is in a refused range (a private
+		// deployment, the NAT lab's TEST-NET-3): the datagram never leaves.
+		return "", true
+	}
 	usedRelay := false
 	for _, a := range all {
 		r := p.reason(a, skipSelf || relay)

@@ -258,10 +258,20 @@ func TestPolicySelfOnlyAtLiveRelay(t *testing.T) {
 	if got := p.CheckPeer(netip.AddrPortFrom(self, 50000)); got != ReasonSelf {
 		t.Fatalf("after the allocation ended: %q, want self", got)
 	}
-	// A live relay port never opens a special-purpose range.
+	// A live relay port never opens a special-purpose range to other hosts,
 	live[50000] = true
 	if got := p.CheckPeer(netip.MustParseAddrPort("127.0.0.1:50000")); got != ReasonLoopback {
 		t.Fatalf("loopback at a relay port: %q", got)
+	}
+	// but the server's own relay address is reachable even inside one (a
+	// private deployment, or the NAT lab's TEST-NET-3 WAN).
+	lab := NewPolicy(nil, []netip.Addr{netip.MustParseAddr("203.0.113.10")}, nil).WithLiveRelays(func(port uint16) bool { return live[port] })
+	for peer, want := range map[string]string{
+		"203.0.113.10:50000": "", "203.0.113.10:50001": ReasonDocumentation, "203.0.113.11:50000": ReasonDocumentation,
+	} {
+		if got := lab.CheckPeer(netip.MustParseAddrPort(peer)); got != want {
+			t.Errorf("CheckPeer(%s) = %q, want %q", peer, got, want)
+		}
 	}
 }
 
