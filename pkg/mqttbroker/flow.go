@@ -25,10 +25,12 @@ import (
 //   - It keeps the wire window: at most `window` QoS 1/2 publishes written
 //     and not yet acknowledged. Later publishes wait, in order, in a bounded
 //     queue and go out as acknowledgements come in.
-//   - A connection whose queue is half full is congested: publishers to it
-//     wait (hook.OnPublish, up to Limits.QueueWait) until it has drained to a
-//     quarter, which slows them to the pace of their subscribers, as a
-//     single-threaded broker such as mosquitto does by nature.
+//   - A connection whose queue is half full, or whose messages fill half of
+//     mochi's write channel (its writer goroutine is behind), is congested:
+//     publishers to it wait (hook.OnPublish, up to Limits.QueueWait) until it
+//     has drained to a quarter, which slows them to the pace of their
+//     subscribers, as a single-threaded broker such as mosquitto does by
+//     nature.
 //   - When the queue is full all the same, the session ends visibly (MQTT 5:
 //     DISCONNECT 0x97 Quota exceeded; 3.1.1: the connection closes) instead of
 //     losing a message: mochi still holds every queued message in the
@@ -39,6 +41,7 @@ type flowLimits struct {
 	window     int // default wire window (QoS 1/2 publishes awaiting ack)
 	maxQueued  int // publishes held back per connection
 	maxBytes   int // bytes held back or not yet written, per connection
+	maxPending int // mochi's per-client write channel (MaxPendingWrites)
 	queued     atomic.Int64
 	congested  atomic.Int64 // connections congested now
 	onOverflow func(queued, bytes int)
@@ -83,6 +86,11 @@ type flowConn struct {
 	closed    bool
 	congested bool
 	drained   chan struct{} // closed when the connection stops being congested
+	// pending counts QoS 1/2 messages mochi has stored for this client and
+	// not yet handed to Write: they sit in mochi's write channel, which
+	// drops what does not fit (--max-pending-writes) when the client's
+	// writer goroutine falls behind its publishers.
+	pending int
 }
 
 func newFlowConn(c net.Conn, lim *flowLimits) *flowConn {
@@ -180,6 +188,9 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		// A resent message (DUP: a session resuming) is in mochi's store
 		// already, which bounds it; only new messages count against the bound.
 		dup := pkt[0]&0x08 != 0
+		if qos > 0 && !dup && c.pending > 0 {
+			c.pending--
+		}
 		if !dup && (len(c.queue) >= c.lim.maxQueued || c.qBytes+c.wBytes+len(pkt) > c.lim.maxBytes) {
 			c.overflow()
 			return 0, errQueueFull
@@ -281,16 +292,38 @@ func (c *flowConn) acked(id uint16) {
 	c.checkCongestion()
 }
 
-// checkCongestion moves the connection in and out of the congested state
-// (half the queue bound in, a quarter out). Called with mu held.
+// stored is called when mochi stores a QoS 1/2 message for this client
+// (OnQosPublish), before it goes into mochi's write channel.
+func (c *flowConn) stored() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending++
+	c.checkCongestion()
+}
+
+// lost is called when mochi dropped a message for this client because its
+// write channel was full (OnPublishDropped).
+func (c *flowConn) lost() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending > 0 {
+		c.pending--
+	}
+	c.checkCongestion()
+}
+
+// checkCongestion moves the connection in and out of the congested state:
+// in at half its queue bound or half of mochi's write channel, out at a
+// quarter of both. Called with mu held.
 func (c *flowConn) checkCongestion() {
 	held := c.qBytes + c.wBytes
 	switch {
-	case !c.congested && !c.closed && (len(c.queue) >= c.lim.maxQueued/2 || held >= c.lim.maxBytes/2):
+	case !c.congested && !c.closed && (len(c.queue) >= c.lim.maxQueued/2 || held >= c.lim.maxBytes/2 ||
+		c.lim.maxPending > 0 && c.pending >= c.lim.maxPending/2):
 		c.congested = true
 		c.drained = make(chan struct{})
 		c.lim.congested.Add(1)
-	case c.congested && (c.closed || len(c.queue) <= c.lim.maxQueued/4 && held <= c.lim.maxBytes/4):
+	case c.congested && (c.closed || len(c.queue) <= c.lim.maxQueued/4 && held <= c.lim.maxBytes/4 && c.pending <= c.lim.maxPending/4):
 		c.congested = false
 		close(c.drained)
 		c.lim.congested.Add(-1)

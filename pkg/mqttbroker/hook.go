@@ -51,6 +51,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSessionEstablish,
 		mqtt.OnSessionEstablished,
 		mqtt.OnPacketRead,
+		mqtt.OnQosPublish,
 	}, []byte{b})
 }
 
@@ -278,7 +279,21 @@ func (h *hook) recovered(conn net.Conn, r any) {
 	}
 }
 
-func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
+// OnQosPublish counts a QoS 1/2 message mochi stored for cl and is about to
+// put in its write channel (see flowConn.pending).
+func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup { // resends are written at once, not through the channel
+		return
+	}
+	if fc, ok := cl.Net.Conn.(*flowConn); ok {
+		fc.stored()
+	}
+}
+
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if fc, ok := cl.Net.Conn.(*flowConn); ok && pk.FixedHeader.Qos > 0 {
+		fc.lost()
+	}
 	h.refuse(LimitPendingWrites, "message dropped: client write queue full (slow reader)", "client", cl.ID, "max", h.limits.MaxPendingWrites)
 }
 
