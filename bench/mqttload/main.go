@@ -8,6 +8,7 @@
 //	mqttload run  -broker ... -pubs 10 -subs 10 -qos 1 -inflight 100 -seconds 10 -complete
 //	              (open loop: 100 publishes in flight per publisher; fails if any message is missing)
 //	mqttload idle -addr 127.0.0.1:1883 -n 10000 -pid <broker pid>
+//	mqttload idleprof -n 10000 -dir /tmp   (in-process broker: heap and stack per connection, pprof files)
 //	mqttload port                     (prints a free loopback TCP port)
 package main
 
@@ -24,7 +25,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: mqttload run|idle|port [flags] (see -h of each)")
+		fmt.Fprintln(os.Stderr, "usage: mqttload run|idle|idleprof|port [flags] (see -h of each)")
 		os.Exit(2)
 	}
 	var err error
@@ -33,10 +34,12 @@ func main() {
 		err = runCmd(os.Args[2:])
 	case "idle":
 		err = idleCmd(os.Args[2:])
+	case "idleprof":
+		err = idleProfCmd(os.Args[2:])
 	case "port":
 		err = portCmd()
 	default:
-		err = fmt.Errorf("unknown mode %q (run, idle, port)", os.Args[1])
+		err = fmt.Errorf("unknown mode %q (run, idle, idleprof, port)", os.Args[1])
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "mqttload:", err)

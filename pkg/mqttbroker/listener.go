@@ -70,16 +70,21 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		l.serveWebsocket(establish)
 		return
 	}
+	backoff := 5 * time.Millisecond
 	for {
 		conn, err := l.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// Out of file descriptors (EMFILE) and the like pass: retry
+			// with a growing pause instead of ending the listener for good.
+			l.hook.logLimit("accept", "accept failed; retrying", "listener", l.id, "err", err)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
 		}
+		backoff = 5 * time.Millisecond
 		l.handle(conn, establish)
 	}
 }
