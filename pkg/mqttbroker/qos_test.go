@@ -1,15 +1,19 @@
 package mqttbroker
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/p2pd-go/p2pd/internal/testenv"
 )
 
 // A QoS 1 subscriber that holds back its PUBACKs while more than a window
@@ -212,5 +216,33 @@ func TestRefusedTopicPublishIsAnswered(t *testing.T) {
 	tok := pub.Publish("$SYS/x", 1, false, []byte("x"))
 	if !tok.WaitTimeout(20*time.Second) && pub.IsConnectionOpen() {
 		t.Fatal("paho's QoS 1 publish to $SYS neither completed nor lost its connection")
+	}
+}
+
+// mosquitto_pub's QoS 1 publish to $SYS ends instead of waiting forever for
+// the PUBACK mochi never sent: MQTT 5 hears "not authorized", 3.1.1 loses
+// its connection.
+func TestMosquittoPubToSysEnds(t *testing.T) {
+	testenv.RequireTools(t, "mosquitto_pub")
+	b, reg := startBroker(t, testConfig(t))
+	host, port := hostPort(t, b.Addr("tcp"))
+	for _, v := range []string{"mqttv311", "mqttv5"} {
+		t.Run(v, func(t *testing.T) {
+			out, err := mosq(t, "mosquitto_pub", "-h", host, "-p", port, "-u", adminName, "-P", adminPass,
+				"-V", v, "-q", "1", "-t", "$SYS/broker/x", "-m", "x")
+			if err != nil && (errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "signal: killed")) {
+				t.Fatalf("mosquitto_pub hung: %v\n%s", err, out)
+			}
+			if v == "mqttv5" && !strings.Contains(strings.ToLower(out), "not authori") {
+				t.Fatalf("mosquitto_pub -V 5: %v, output %q, want a not-authorized report", err, out)
+			}
+			if v == "mqttv311" && err == nil {
+				t.Fatalf("mosquitto_pub -V 311 succeeded: %q", out)
+			}
+		})
+	}
+	// Both were refused by the broker, not by the client library.
+	if n := counter(t, reg, "mqttd_acl_denials_total", "action", "publish"); n != 2 {
+		t.Fatalf("acl denials{publish} = %v, want 2", n)
 	}
 }
