@@ -90,6 +90,15 @@ func (f *filter) inbound(frame []byte, network string, src, local net.Addr) (rep
 	switch t {
 	case typeAllocateRequest:
 		return f.allocate(m, key, user, tupleKey(network, src, local), frame)
+	case typeRefreshRequest:
+		// pion v3.0.3 answers a Refresh for an allocation it does not have
+		// (the server restarted, the allocation expired) with nothing, so
+		// the client learns of the loss only when its retransmissions run
+		// out; RFC 8656 §7.3 says 437 Allocation Mismatch.
+		if !f.tracker.holds(tupleKey(network, src, local)) {
+			f.m.refreshMismatch.Inc()
+			return errorReply(m, key, stun.CodeAllocMismatch, "Allocation Mismatch"), nil
+		}
 	case typeCreatePermRequest, typeChannelBindRequest:
 		return f.permission(m, key, src, frame)
 	}

@@ -30,6 +30,8 @@ type Metrics struct {
 	tcpRefused    prometheus.Counter
 	invalid       prometheus.Counter
 	familyRefused prometheus.Counter
+	// refreshMismatch counts Refresh requests for no allocation (437).
+	refreshMismatch prometheus.Counter
 
 	// resolved children for the per-packet paths
 	bytesPeer, bytesClient, pktsPeer, pktsClient prometheus.Counter
@@ -83,6 +85,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "turnd_family_refusals_total",
 			Help: "Allocate requests for an IPv6 relay (440) and IPv6 peers of an IPv4 relay (443); relays are IPv4 only.",
 		}),
+		refreshMismatch: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_refresh_mismatches_total",
+			Help: "Refresh requests from a client without an allocation, answered 437 (e.g. after a restart).",
+		}),
 	}
 	m.bytesPeer, m.bytesClient = m.bytes.WithLabelValues(toPeer), m.bytes.WithLabelValues(toClient)
 	m.pktsPeer, m.pktsClient = m.packets.WithLabelValues(toPeer), m.packets.WithLabelValues(toClient)
@@ -97,7 +103,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.active, m.created, m.expired, m.bytes, m.packets, m.authFailures,
-			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid, m.familyRefused)
+			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid, m.familyRefused, m.refreshMismatch)
 	}
 	return m
 }
