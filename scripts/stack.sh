@@ -72,7 +72,8 @@ up() {
   wait_http http://127.0.0.1:9103/healthz mqttd
   start agent --state-dir "$RUN/agent" --stun 127.0.0.1:3478,127.0.0.2:3478 --brokers tcp://127.0.0.1:1883 \
     --broker-username agent --broker-password-file "$RUN/mqtt-password" --api 127.0.0.1:12333 --admin 127.0.0.1:9104 \
-    --turn turn:127.0.0.1:3480 --turn-username agent --turn-password-file "$RUN/turn-password"
+    --turn turn:127.0.0.1:3480 --turn-username agent --turn-password-file "$RUN/turn-password" \
+    --no-portmap  # stay on this machine: do not ask the home router to forward the node port
   wait_http http://127.0.0.1:9104/healthz agent
   echo
   echo "stack: up. Agent API http://127.0.0.1:12333/ (status page), metrics on :9101-9104"

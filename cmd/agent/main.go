@@ -51,6 +51,7 @@ type options struct {
 	stateDir, interfaces                                  string
 	port                                                  int
 	noPortMap, noNATProfile                               bool
+	apiToken, allowNullOrigin                             bool
 	startTimeout                                          time.Duration
 	turn                                                  turnOptions
 }
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.brokerPassFile, "broker-password-file", "", "file holding the MQTT password (kept out of flags and logs)")
 	fs.StringVar(&o.stateDir, "state-dir", identity.DefaultDir(), "directory for the node key (created readable by this user only: 0700/0600, on Windows an access list)")
 	fs.StringVar(&o.interfaces, "interfaces", "", "interfaces to use (comma-separated; empty: every usable one)")
+	fs.BoolVar(&o.apiToken, "api-token", false, "require a bearer token on the API (created in <state-dir>/"+api.TokenFile+", mode 0600; the CLI reads it from there)")
+	fs.BoolVar(&o.allowNullOrigin, "api-allow-null-origin", false, "accept the Origin \"null\" (HTML files opened from disk, as P2PD does). RISK: sandboxed iframes on any web site send it too, so any page you visit can then use the API; combine with --api-token")
 	fs.BoolVar(&o.noPortMap, "no-portmap", false, "do not ask the gateway (NAT-PMP/PCP, UPnP) to forward the node port")
 	fs.BoolVar(&o.noNATProfile, "no-nat-profile", false, "skip NAT detection and assume a port-restricted cone NAT")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 15*time.Second, "how long start-up may take (interfaces, STUN, brokers)")
@@ -101,7 +104,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := api.New(api.Config{Backend: a, Listen: splitList(o.api), Gatherer: reg, Version: version.Version, Log: log})
+	token := ""
+	if o.apiToken {
+		if token, err = api.LoadOrCreateToken(filepath.Join(o.stateDir, api.TokenFile)); err != nil {
+			return err
+		}
+	}
+	srv, err := api.New(api.Config{Backend: a, Listen: splitList(o.api), Gatherer: reg, Version: version.Version,
+		AllowNullOrigin: o.allowNullOrigin, Token: token, Log: log})
 	if err != nil {
 		return err
 	}

@@ -99,6 +99,8 @@ type Agent struct {
 	inTotal int
 	refused prometheus.Counter
 	mapping *portmap.Mapping
+	pmState PortMapStatus
+	started time.Time
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	addr    peeraddr.Address
@@ -159,7 +161,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	refused := prometheus.NewCounter(prometheus.CounterOpts{Name: "agent_inbound_refused_total",
 		Help: "Authenticated inbound pipes closed because of the inbound limits."})
-	return &Agent{cfg: cfg, id: id, pm: pipe.NewMetrics(), inPeer: map[string]int{}, refused: refused}, nil
+	return &Agent{cfg: cfg, id: id, pm: pipe.NewMetrics(), inPeer: map[string]int{}, refused: refused,
+		pmState: PortMapStatus{State: PortMapOff}}, nil
 }
 
 // ID is the agent's node id.
@@ -230,8 +233,11 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.holdNodePorts(ctx)
 	if !a.cfg.NoPortMap {
-		a.mapPort(ctx)
+		a.startPortMap()
 	}
+	a.mu.Lock()
+	a.started = time.Now()
+	a.mu.Unlock()
 	a.cfg.Log.Info("agent up", "node_id", a.ID(), "address", a.addr.String())
 	return nil
 }

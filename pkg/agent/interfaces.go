@@ -36,7 +36,7 @@ func (a *Agent) loadInterfaces(ctx context.Context) error {
 			continue
 		}
 		ifc := netif.Interface{Name: nic.Name, Index: len(ifs), OSIndex: nic.Index, MAC: nic.MAC,
-			IsDefault: map[int]bool{}, Routes: routes, NAT: defaultNAT}
+			IsDefault: map[int]bool{netif.AF4: nic.Default[netif.AF4], netif.AF6: nic.Default[netif.AF6]}, Routes: routes, NAT: defaultNAT}
 		if r4 := routes[netif.AF4]; len(r4) > 0 {
 			ifc.NAT = a.interfaceNAT(ctx, nic, r4[0])
 		} else {

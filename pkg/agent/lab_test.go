@@ -127,6 +127,13 @@ func TestUPnPGateway(t *testing.T) {
 	h := r.AddHost("b")
 	waitNATPMP(t, h)
 	b := agenttest.StartAgent(t, h, s)
+	// Mapping runs in the background: start-up does not wait for it.
+	for deadline := time.Now().Add(10 * time.Second); b.Status().PortMap.State == agent.PortMapTrying && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := b.Status().PortMap; st.State != agent.PortMapMapped || st.External == "" {
+		t.Fatalf("port-mapping state %+v", st)
+	}
 	if m := b.PortMapping(); m == nil || m.External.Addr() != r.WANAddr() {
 		t.Fatalf("b has no port mapping on %s: %+v", r.WANAddr(), m)
 	}

@@ -5,11 +5,16 @@
 // (/p2p/cons), and serves /metrics, /healthz and a status page at /.
 //
 // It is for the local user only: it binds loopback, accepts only loopback
-// Host headers (against DNS rebinding) and only the origins "null" and
-// "http://127.0.0.1" (or none), as P2PD does. Browsers send no Origin on
+// Host headers (against DNS rebinding) and only loopback origins
+// (http://localhost, 127.0.0.1 or [::1], any port) or none. The origin
+// "null", which P2PD accepts for local HTML files, is also what any
+// sandboxed iframe on any web site sends, so it is refused unless
+// Config.AllowNullOrigin is set (see origin.go). Browsers send no Origin on
 // plain GETs such as <img src>, so a request a browser marks as coming from
 // another site (Sec-Fetch-Site) is refused unless it is a CORS request with
 // an allowed Origin: a web page cannot drive the agent by embedding URLs.
+// An optional bearer token (Config.Token) keeps other local users and
+// programs out too.
 package api
 
 import (
@@ -64,16 +69,28 @@ type Config struct {
 	// ConnectTimeout bounds /p2p/open (default 60 s).
 	ConnectTimeout time.Duration
 	Version        string
-	Log            *slog.Logger
+	// AllowNullOrigin accepts the origin "null" (P2PD's rule, for HTML files
+	// opened from disk). Off by default: sandboxed iframes on any web site
+	// send "null" too, so with it on any page can drive the API.
+	AllowNullOrigin bool
+	// Token, when set, must come with every request (except /healthz and
+	// CORS preflights) as "Authorization: Bearer <token>" or, for pages
+	// and EventSource that cannot set headers, a "token" query parameter.
+	Token string
+	Log   *slog.Logger
 }
 
 // Server is the running API.
 type Server struct {
-	cfg  Config
-	e    *echo.Echo
-	cons *registry
-	lns  []net.Listener
-	srv  *http.Server
+	cfg      Config
+	e        *echo.Echo
+	cons     *registry
+	events   *hub
+	failures *failures
+	lns      []net.Listener
+	srv      *http.Server
+	ctx      context.Context // ends at Close: raw pipes and event streams
+	cancel   context.CancelFunc
 }
 
 // New builds the API; Inbound should receive the agent's inbound pipes.
@@ -90,7 +107,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, e: echo.New(), cons: newRegistry()}
+	s := &Server{cfg: cfg, e: echo.New(), events: newHub()}
+	s.cons = newRegistry(s.events.changed)
+	s.failures = &failures{notify: s.events.changed}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = func(err error, c echo.Context) {
 		if c.Response().Committed {
@@ -103,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		_ = fail(c, errNoMethod, msg)
 	}
-	s.e.Use(s.guard)
+	s.e.Pre(s.guard)
 	s.routes()
 	return s, nil
 }
@@ -124,7 +144,7 @@ func (s *Server) Start() error {
 			return fmt.Errorf("api: listen address %q: %w", a, err)
 		}
 		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return fmt.Errorf("api: listen address %q is not loopback: the API has no authentication and must stay local", a)
+			return fmt.Errorf("api: listen address %q is not loopback: the API is for this machine only", a)
 		}
 	}
 	for _, a := range s.cfg.Listen {
@@ -133,12 +153,15 @@ func (s *Server) Start() error {
 			s.cfg.Log.Warn("api listener not opened", "addr", a, "err", err)
 			continue
 		}
-		s.lns = append(s.lns, ln)
+		s.lns = append(s.lns, newSniffListener(ln, s))
 	}
 	if len(s.lns) == 0 {
 		return fmt.Errorf("api: no listener could be opened on %s", strings.Join(s.cfg.Listen, ", "))
 	}
-	s.srv = &http.Server{Handler: s.e, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.e, ReadHeaderTimeout: sniffTimeout, MaxHeaderBytes: maxHead}
+	// One request per connection, as in P2PD: the sniffer sees every
+	// request head, so every error is P2PD's JSON.
+	s.srv.SetKeepAlivesEnabled(false)
 	for _, ln := range s.lns {
 		go func() { _ = s.srv.Serve(ln) }()
 	}
@@ -157,6 +180,7 @@ func (s *Server) Addrs() []net.Addr {
 // Close stops the server and closes every named pipe.
 func (s *Server) Close() error {
 	var err error
+	s.cancel()
 	if s.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -171,48 +195,47 @@ func (s *Server) Handler() http.Handler { return s.e }
 
 // reply writes P2PD's JSON: HTTP 200, indent 4, keys sorted.
 func reply(c echo.Context, body map[string]any) error {
-	b, err := json.MarshalIndent(body, "", "    ")
+	b, err := marshal(body)
 	if err != nil {
 		return err
 	}
 	return c.Blob(http.StatusOK, "application/json", b)
 }
 
+func marshal(body map[string]any) ([]byte, error) { return json.MarshalIndent(body, "", "    ") }
+
 func fail(c echo.Context, code int, msg string) error {
 	return reply(c, map[string]any{"error": code, "msg": msg})
 }
 
-// guard applies the loopback Host check and P2PD's origin rule, answers
-// CORS preflights, and sets the headers every response carries.
+// guard applies the loopback Host check, the origin rule and the token,
+// answers CORS preflights, and sets the headers every response carries.
 func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		host = strings.Trim(host, "[]")
-		if ip := net.ParseIP(host); !(host == "localhost" || (ip != nil && ip.IsLoopback())) {
+		if !loopbackHost(r.Host) {
 			return fail(c, errTimeout, "Invalid host.")
 		}
 		origin := r.Header.Get("Origin")
-		if origin == "" {
-			origin = "null"
-		}
-		if origin != "null" && origin != "http://127.0.0.1" {
+		if !s.originAllowed(origin) {
 			return fail(c, errTimeout, "Invalid origin.")
 		}
 		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "none" && site != "same-origin" &&
-			(r.Header.Get("Origin") == "" || r.Header.Get("Sec-Fetch-Mode") != "cors") {
+			(origin == "" || r.Header.Get("Sec-Fetch-Mode") != "cors") {
 			return fail(c, errTimeout, "Invalid origin: cross-site request without CORS.")
 		}
 		h := c.Response().Header()
-		h.Set("Access-Control-Allow-Origin", origin)
+		if origin != "" {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+		}
 		h.Set("X-Client-Tup", r.RemoteAddr)
-		if r.Header.Get("Access-Control-Request-Method") != "" && r.Header.Get("Access-Control-Request-Headers") != "" {
-			h.Set("Access-Control-Allow-Methods", "POST, GET, DELETE")
-			h.Set("Access-Control-Allow-Headers", "*")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			preflight(h, r)
 			return c.NoContent(http.StatusOK)
+		}
+		if r.URL.Path != "/healthz" && !s.tokenOK(r) {
+			return fail(c, errTimeout, "Missing or wrong API token (Authorization: Bearer <token>).")
 		}
 		return next(c)
 	}
@@ -230,6 +253,7 @@ func (s *Server) routes() {
 	e.GET("/p2p/open/:name/*", s.open)
 	e.GET("/p2p/con/:name", s.con)
 	e.GET("/p2p/cons", s.list)
+	e.GET("/p2p/events", s.eventStream)
 	e.GET("/p2p/sub/:name", s.sub)
 	e.GET("/p2p/sub/:name/*", s.sub)
 	e.DELETE("/p2p/sub/:name", s.unsub)

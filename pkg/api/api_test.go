@@ -170,7 +170,7 @@ func TestAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		fmt.Fprintf(c, "GET /p2p/pipe/c1 HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: null\r\n\r\n")
+		fmt.Fprintf(c, "GET /p2p/pipe/c1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 		time.Sleep(100 * time.Millisecond)
 		fmt.Fprintf(c, "ECHO relayed")
 		// Messages queued earlier (e.g. the subscription test's "pong 1")
@@ -186,6 +186,10 @@ func TestAPI(t *testing.T) {
 			got = append(got, b)
 		}
 	})
+
+	t.Run("origins", func(t *testing.T) { testOrigins(t, api) })
+	t.Run("null-origin pipe from a browser", func(t *testing.T) { testBrowserPipe(t, api) })
+	t.Run("token", func(t *testing.T) { testToken(t, a) })
 
 	t.Run("close", func(t *testing.T) {
 		m, _ := do(t, api, call{path: "/p2p/close/c1"})
@@ -212,10 +216,13 @@ func TestAPI(t *testing.T) {
 			{"unknown method", call{path: "/p2p/teleport"}, errNoMethod},
 			{"wrong verb", call{method: http.MethodPut, path: "/p2p/addr"}, errNoMethod},
 			{"foreign origin", call{path: "/p2p/addr", origin: "http://evil.example"}, errTimeout},
-			{"localhost origin", call{path: "/p2p/addr", origin: "http://localhost"}, errTimeout},
+			{"origin with a path", call{path: "/p2p/addr", origin: "http://localhost/x"}, errTimeout},
 			{"embedded in another site's page", call{path: "/p2p/addr", headers: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}}, errTimeout},
 			{"form from another site", call{path: "/p2p/addr", origin: "null", headers: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}}, errTimeout},
-			{"local HTML file (P2PD's null origin)", call{path: "/p2p/addr", origin: "null", headers: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}}, errOK},
+			{"null origin refused by default", call{path: "/p2p/addr", origin: "null", headers: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}}, errTimeout},
+			{"name not UTF-8", call{path: "/p2p/send/%ff/hi"}, errBadInput},
+			{"open name not UTF-8", call{path: "/p2p/open/%ff%fe/self"}, errBadInput},
+			{"P2PD's sample address", call{path: "/p2p/open/x/" + url.PathEscape("[0,1.3.3.7,192.168.21.21,58959,3,2,0]-0-looongcatislong")}, errConnect},
 			{"name exists", call{path: "/p2p/open/me/self"}, errExists},
 			{"bad address", call{path: "/p2p/open/x/0-0-0-nope"}, errConnect},
 			{"unknown name", call{path: "/p2p/send/nope/hi"}, errNotFound},
@@ -234,8 +241,8 @@ func TestAPI(t *testing.T) {
 
 	t.Run("status page and metrics", func(t *testing.T) {
 		_, raw := do(t, api, call{path: "/"})
-		if !strings.Contains(string(raw), a.ID()) || !strings.Contains(string(raw), "me") {
-			t.Errorf("status page lacks the node id or connections")
+		if !strings.Contains(string(raw), "/p2p/events") {
+			t.Errorf("status page does not use the event stream")
 		}
 		_, raw = do(t, api, call{path: "/metrics"})
 		if !strings.Contains(string(raw), "agent_connects_total") {

@@ -12,9 +12,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"net/netip"
 
 	"github.com/labstack/echo/v4"
 	"github.com/p2pd-go/p2pd/pkg/agent"
+	"github.com/p2pd-go/p2pd/pkg/netif"
+	"github.com/p2pd-go/p2pd/pkg/node"
+	"github.com/p2pd-go/p2pd/pkg/peeraddr"
 	"github.com/p2pd-go/p2pd/pkg/pipe"
 )
 
@@ -65,12 +71,23 @@ func splitPath(escaped string, skip int) ([]string, error) {
 }
 
 // name is the decoded connection name (the segment after the method).
-func name(c echo.Context) string {
-	parts, _ := segments(c, 2)
-	if len(parts) == 0 {
-		return ""
+func name(c echo.Context) (string, error) {
+	parts, err := segments(c, 2)
+	if err != nil {
+		return "", err
 	}
-	return parts[0]
+	if len(parts) == 0 {
+		return "", nil
+	}
+	return parts[0], checkName(parts[0])
+}
+
+// checkName refuses names that cannot be shown or stored as text.
+func checkName(n string) error {
+	if !utf8.ValidString(n) {
+		return fmt.Errorf("connection name %q is not valid UTF-8", n)
+	}
+	return nil
 }
 
 // options parses /key/value pairs after the name: timeout, msg_p, addr_p.
@@ -119,7 +136,10 @@ func (s *Server) open(c echo.Context) error {
 	}
 	n, target := parts[0], strings.Join(parts[1:], "/")
 	if n == "" || len(n) > 64 {
-		return fail(c, errBadInput, "connection names are 1-64 characters")
+		return fail(c, errBadInput, "connection names are 1-64 bytes")
+	}
+	if err := checkName(n); err != nil {
+		return fail(c, errBadInput, err.Error())
 	}
 	if target == "self" {
 		a, err := s.cfg.Backend.Address()
@@ -133,31 +153,72 @@ func (s *Server) open(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.ConnectTimeout)
 	defer cancel()
+	if _, perr := peeraddr.Parse(target); perr != nil {
+		s.cons.release(n)
+		msg := fmt.Sprintf("%v; want a p2pd address as /p2p/addr prints it: <signal offsets>-<IPv4 blocks or 0>-<IPv6 blocks or 0>-<52-character node id> "+
+			"(P2PD's own addresses, such as the manual's samples, have no public-key node id and cannot be used)", perr)
+		s.failures.add(n, target, msg, node.Report{})
+		return reply(c, map[string]any{"error": errConnect, "msg": msg, "name": n})
+	}
 	p, rep, err := s.cfg.Backend.Connect(ctx, target)
 	if err != nil {
 		s.cons.release(n)
+		s.failures.add(n, target, err.Error(), rep)
 		return reply(c, map[string]any{"error": errConnect, "msg": err.Error(), "name": n, "report": rep})
 	}
 	cn := &con{name: n, pipe: p, report: rep, opened: time.Now()}
 	s.cons.add(cn)
-	return reply(c, conInfo(cn))
+	return reply(c, s.conInfo(cn))
 }
 
-func conInfo(cn *con) map[string]any {
+// conInfo is P2PD's con_info (name, laddr, raddr, route, if, strategy)
+// plus the peer's node id, direction, connect report, open time and drops.
+func (s *Server) conInfo(cn *con) map[string]any {
 	ra := cn.pipe.RemoteAddr()
 	la := cn.pipe.Local
-	return map[string]any{
+	info := map[string]any{
 		"error": errOK, "name": cn.name, "peer": cn.pipe.Peer, "inbound": cn.inbound,
 		"strategy": cn.report.Winner, "report": cn.report,
 		"raddr": []any{ra.Addr().String(), ra.Port()}, "laddr": []any{la.Addr().String(), la.Port()},
 		"opened": cn.opened.UTC().Format(time.RFC3339), "dropped": cn.pipe.Dropped(),
+		"route": nil, "if": nil,
 	}
+	if ifc, r, ok := routeOf(s.cfg.Backend.Interfaces(), la.Addr()); ok {
+		info["route"] = r
+		info["if"] = map[string]any{"name": ifc.Name, "offset": ifc.Index}
+	}
+	return info
+}
+
+// routeOf finds the interface and route that hold a local address.
+func routeOf(ifs []netif.Interface, local netip.Addr) (netif.Interface, netif.Route, bool) {
+	local = local.Unmap()
+	for _, contains := range []bool{false, true} {
+		for _, ifc := range ifs {
+			for _, rs := range ifc.Routes {
+				for _, r := range rs {
+					for _, p := range r.NIC {
+						if p.Addr() == local || (contains && p.Contains(local)) {
+							return ifc, r, true
+						}
+					}
+				}
+			}
+		}
+	}
+	return netif.Interface{}, netif.Route{}, false
 }
 
 func (s *Server) lookup(c echo.Context) (*con, error) {
-	n := name(c)
+	n, err := name(c)
+	if err != nil {
+		return nil, fail(c, errBadInput, err.Error())
+	}
 	cn := s.cons.get(n)
 	if cn == nil {
+		if why, ok := s.cons.closedWhy(n); ok {
+			return nil, fail(c, errNotFound, fmt.Sprintf("connection %q is closed (%s)", n, why))
+		}
 		return nil, fail(c, errNotFound, fmt.Sprintf("no connection named %q", n))
 	}
 	return cn, nil
@@ -168,7 +229,7 @@ func (s *Server) con(c echo.Context) error {
 	if cn == nil {
 		return err
 	}
-	return reply(c, conInfo(cn))
+	return reply(c, s.conInfo(cn))
 }
 
 func (s *Server) list(c echo.Context) error {
@@ -176,7 +237,7 @@ func (s *Server) list(c echo.Context) error {
 	sort.Slice(cons, func(i, j int) bool { return cons[i].name < cons[j].name })
 	out := make([]map[string]any, 0, len(cons))
 	for _, cn := range cons {
-		info := conInfo(cn)
+		info := s.conInfo(cn)
 		delete(info, "error")
 		out = append(out, info)
 	}

@@ -18,17 +18,27 @@ type con struct {
 	opened  time.Time
 }
 
+// maxGone is how many closed names the registry remembers, so a call on
+// one says "closed" rather than "no connection named".
+const maxGone = 256
+
 // registry holds the named pipes; a pipe leaves it when it closes.
 type registry struct {
-	mu      sync.Mutex
-	cons    map[string]*con
-	pending map[string]bool // names being opened
-	nextIn  int
-	closed  bool // after closeAll, new pipes are closed at once
+	mu       sync.Mutex
+	cons     map[string]*con
+	pending  map[string]bool   // names being opened
+	gone     map[string]string // closed names -> why
+	goneFIFO []string
+	nextIn   int
+	closed   bool   // after closeAll, new pipes are closed at once
+	changed  func() // called after a pipe is added or removed
 }
 
-func newRegistry() *registry {
-	return &registry{cons: map[string]*con{}, pending: map[string]bool{}}
+func newRegistry(changed func()) *registry {
+	if changed == nil {
+		changed = func() {}
+	}
+	return &registry{cons: map[string]*con{}, pending: map[string]bool{}, gone: map[string]string{}, changed: changed}
 }
 
 // reserve claims a name for an open in progress.
@@ -58,8 +68,38 @@ func (r *registry) add(c *con) {
 		return
 	}
 	r.cons[c.name] = c
+	r.forget(c.name)
 	r.mu.Unlock()
-	c.pipe.OnClose(func(error) { r.remove(c.name, c) })
+	r.changed()
+	c.pipe.OnClose(func(err error) {
+		why := "the peer closed it"
+		if err != nil {
+			why = err.Error()
+		}
+		r.removeWhy(c.name, c, why)
+	})
+}
+
+// forget drops a name from the closed list (r.mu held).
+func (r *registry) forget(name string) {
+	if _, ok := r.gone[name]; !ok {
+		return
+	}
+	delete(r.gone, name)
+	for i, n := range r.goneFIFO {
+		if n == name {
+			r.goneFIFO = append(r.goneFIFO[:i], r.goneFIFO[i+1:]...)
+			break
+		}
+	}
+}
+
+// closedWhy says why a name that is no longer open was closed.
+func (r *registry) closedWhy(name string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	why, ok := r.gone[name]
+	return why, ok
 }
 
 func (r *registry) addInbound(p *agent.Pipe) string {
@@ -84,12 +124,24 @@ func (r *registry) get(name string) *con {
 	return r.cons[name]
 }
 
-func (r *registry) remove(name string, c *con) {
+func (r *registry) remove(name string, c *con) { r.removeWhy(name, c, "closed through the API") }
+
+func (r *registry) removeWhy(name string, c *con, why string) {
 	r.mu.Lock()
-	if r.cons[name] == c {
-		delete(r.cons, name)
+	if r.cons[name] != c {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.cons, name)
+	r.forget(name)
+	r.gone[name] = why
+	r.goneFIFO = append(r.goneFIFO, name)
+	if len(r.goneFIFO) > maxGone {
+		delete(r.gone, r.goneFIFO[0])
+		r.goneFIFO = r.goneFIFO[1:]
 	}
 	r.mu.Unlock()
+	r.changed()
 }
 
 func (r *registry) all() []*con {

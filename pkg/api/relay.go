@@ -3,8 +3,10 @@ package api
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/p2pd-go/p2pd/pkg/agent"
@@ -17,7 +19,8 @@ import (
 // connection receives (its all-messages queue) is written back. An unknown
 // name closes the socket.
 func (s *Server) pipe(c echo.Context) error {
-	cn := s.cons.get(name(c))
+	n, _ := name(c)
+	cn := s.cons.get(n)
 	hj, ok := c.Response().Writer.(http.Hijacker)
 	if !ok {
 		return fail(c, errNoMethod, "this connection cannot be relayed")
@@ -31,8 +34,56 @@ func (s *Server) pipe(c echo.Context) error {
 		raw.Close()
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { // peer -> HTTP client
+	var pending []byte
+	if n := buf.Reader.Buffered(); n > 0 { // bytes read with the request
+		pending = make([]byte, n)
+		k, _ := buf.Read(pending)
+		pending = pending[:k]
+	}
+	go s.relay(raw, pending, cn)
+	return nil
+}
+
+// rawPipe serves the manual's pipe request, which has no Host header and so
+// never reaches net/http:
+//
+//	GET /p2p/pipe/con_name HTTP/1.1\r\nOrigin: null\r\n\r\n
+//
+// Its "Origin: null" is accepted even without Config.AllowNullOrigin: a
+// browser always sends Host, and the sniffer reads only the first bytes of
+// a connection, which a browser always fills with its own request line
+// and Host header, so no web page can produce this request (a request
+// smuggled into a body or a later request on the connection is never
+// looked at: one request per connection). Any other Origin follows the
+// usual rule, and a configured token is required (Authorization header).
+func (s *Server) rawPipe(c net.Conn, req *http.Request, escapedName string, pending []byte) {
+	if o := req.Header.Get("Origin"); o != "" && o != "null" && !s.originAllowed(o) {
+		c.Close()
+		return
+	}
+	if !checkToken(s.cfg.Token, req.Header.Get("Authorization"), req.URL.Query().Get("token")) {
+		c.Close()
+		return
+	}
+	parts, err := splitPath(escapedName, 0)
+	if err != nil || len(parts) != 1 || !utf8.ValidString(parts[0]) {
+		c.Close()
+		return
+	}
+	cn := s.cons.get(parts[0])
+	if cn == nil {
+		c.Close()
+		return
+	}
+	s.relay(c, pending, cn)
+}
+
+// relay copies between an API client's socket and a named connection until
+// either side ends.
+func (s *Server) relay(raw net.Conn, pending []byte, cn *con) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	go func() { // peer -> API client
 		defer cancel()
 		defer raw.Close()
 		for {
@@ -48,34 +99,30 @@ func (s *Server) pipe(c echo.Context) error {
 			}
 		}
 	}()
+	go func() { // ends the client's read below when the relay stops
+		<-ctx.Done()
+		raw.Close()
+	}()
 	// Sends get their own deadline, not the relay's context: a failed send
-	// closes the P2P pipe, which the HTTP client going away must not do.
+	// closes the P2P pipe, which the API client going away must not do.
 	send := func(b []byte) error {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
 		return cn.pipe.Send(sctx, append([]byte(nil), b...))
 	}
-	go func() { // HTTP client -> peer
-		defer cancel()
-		defer raw.Close()
-		b := make([]byte, 64<<10)
-		if n := buf.Reader.Buffered(); n > 0 { // bytes read with the request
-			k, _ := buf.Read(b[:n])
-			if send(b[:k]) != nil {
+	if len(pending) > 0 && send(pending) != nil {
+		return
+	}
+	b := make([]byte, 64<<10)
+	for {
+		n, err := raw.Read(b)
+		if n > 0 {
+			if send(b[:n]) != nil {
 				return
 			}
 		}
-		for {
-			n, err := raw.Read(b)
-			if n > 0 {
-				if send(b[:n]) != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
+		if err != nil {
+			return
 		}
-	}()
-	return nil
+	}
 }

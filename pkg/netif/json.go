@@ -87,16 +87,25 @@ func (i Interface) MarshalJSON() ([]byte, error) {
 		j.IsDefault[key] = i.IsDefault[af]
 		rs := []routeJSON{}
 		for _, r := range i.Routes[af] {
-			ext := make([]netip.Prefix, 0, len(r.Ext))
-			for _, e := range r.Ext {
-				ext = append(ext, netip.PrefixFrom(e, e.BitLen()))
-			}
-			rs = append(rs, routeJSON{AF: af, NIC: rangesJSON(r.NIC), Ext: rangesJSON(ext), LinkLocal: rangesJSON(r.LinkLocal)})
+			r.AF = af
+			rs = append(rs, r.toJSON())
 		}
 		j.RP[key] = rs
 	}
 	return json.Marshal(j)
 }
+
+func (r Route) toJSON() routeJSON {
+	ext := make([]netip.Prefix, 0, len(r.Ext))
+	for _, e := range r.Ext {
+		ext = append(ext, netip.PrefixFrom(e, e.BitLen()))
+	}
+	return routeJSON{AF: r.AF, NIC: rangesJSON(r.NIC), Ext: rangesJSON(ext), LinkLocal: rangesJSON(r.LinkLocal)}
+}
+
+// MarshalJSON writes P2PD's Route.to_dict shape: af, nic_ips, ext_ips and
+// link_local_ips as {ip, cidr, af}.
+func (r Route) MarshalJSON() ([]byte, error) { return json.Marshal(r.toJSON()) }
 
 // UnmarshalJSON reads the shape MarshalJSON writes (P2PD's from_dict input),
 // checking every address.

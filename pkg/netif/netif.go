@@ -43,6 +43,9 @@ type NIC struct {
 	Index int
 	MAC   string
 	Addrs []netip.Prefix
+	// Default is true per address family (AF4, AF6) where this interface
+	// holds the namespace's default route.
+	Default map[int]bool
 }
 
 // List returns the up, non-loopback interfaces that have at least one usable
@@ -57,6 +60,7 @@ func List(opts Options) ([]NIC, error) {
 	if skip == nil {
 		skip = DefaultSkip
 	}
+	defaults := defaultInterfaces()
 	var out []NIC
 	for _, ifc := range ifs {
 		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
@@ -72,7 +76,8 @@ func List(opts Options) ([]NIC, error) {
 		if err != nil {
 			return nil, fmt.Errorf("netif: addresses of %s: %w", ifc.Name, err)
 		}
-		n := NIC{Name: ifc.Name, Index: ifc.Index, MAC: ifc.HardwareAddr.String()}
+		n := NIC{Name: ifc.Name, Index: ifc.Index, MAC: ifc.HardwareAddr.String(),
+			Default: map[int]bool{AF4: defaults[AF4][ifc.Name], AF6: defaults[AF6][ifc.Name]}}
 		for _, a := range addrs {
 			ipn, ok := a.(*net.IPNet)
 			if !ok {

@@ -83,6 +83,35 @@ type Pipe struct {
 	err      error // why the pipe closed; nil for a clean end
 	localEnd bool
 	dropped  uint64
+	sent     Counts // messages and payload bytes sent
+	recvd    Counts // messages and payload bytes received
+}
+
+// Counts are messages and their payload bytes.
+type Counts struct {
+	Messages uint64 `json:"messages"`
+	Bytes    uint64 `json:"bytes"`
+}
+
+// Stats are a pipe's traffic and queue totals.
+type Stats struct {
+	Sent     Counts `json:"sent"`
+	Received Counts `json:"received"`
+	Queued   int    `json:"queued"`       // messages waiting in all queues
+	QueuedB  int    `json:"queued_bytes"` // their payload bytes
+	Dropped  uint64 `json:"dropped"`
+}
+
+// Stats returns the pipe's totals so far.
+func (p *Pipe) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := Stats{Sent: p.sent, Received: p.recvd, Dropped: p.dropped}
+	for _, sub := range p.subs {
+		st.Queued += len(sub.items)
+		st.QueuedB += sub.bytes
+	}
+	return st
 }
 
 type subscription struct {
@@ -261,6 +290,10 @@ func (p *Pipe) Send(ctx context.Context, data []byte) error {
 		p.shutdown(err)
 		return fmt.Errorf("pipe: send: %w", err)
 	}
+	p.mu.Lock()
+	p.sent.Messages++
+	p.sent.Bytes += uint64(len(data))
+	p.mu.Unlock()
 	if p.opts.Metrics != nil {
 		p.opts.Metrics.Sent.Inc()
 	}
@@ -360,6 +393,8 @@ func (p *Pipe) deliver(m Message) {
 	var handlers []func(Message)
 	matched := false
 	p.mu.Lock()
+	p.recvd.Messages++
+	p.recvd.Bytes += uint64(len(m.Data))
 	for _, sub := range p.subs {
 		if (sub.msg != nil && !sub.msg.Match(m.Data)) || (sub.addr != nil && !sub.addr.MatchString(addr)) {
 			continue
