@@ -12,6 +12,7 @@ APT_PACKAGES=(
   miniupnpd-nftables           # a real NAT-PMP/PCP/UPnP gateway in the lab (port mapping)
   chrony                       # an NTP server in the lab (pkg/clock)
   prometheus                   # promtool: checks deploy/prometheus.yml and every /metrics page
+  chromium                     # headless browser for the API status-page and origin tests (chromedp)
   ca-certificates
 )
 # Wine runs the Windows agent in tests (internal/winetest); Debian's wine64

@@ -84,6 +84,9 @@ type Pipe struct {
 	Kind   string // direct or reverse
 	PipeID string
 	Local  netip.AddrPort // this end of the connection
+	// Report is how the pipe was made: the connect report for outbound
+	// pipes; for inbound ones the kind and the handshake phase.
+	Report node.Report
 }
 
 // Agent is a running agent.
@@ -310,7 +313,9 @@ func (a *Agent) ConnectWith(ctx context.Context, addr string, o node.Options) (*
 	if err != nil {
 		return nil, rep, fmt.Errorf("agent: connect to %s: %w", to.NodeID, err)
 	}
-	return a.wrap(sc, rep.Winner, ""), rep, nil
+	p := a.wrap(sc, rep.Winner, "")
+	p.Report = rep
+	return p, rep, nil
 }
 
 // inbound takes an authenticated pipe from the node, within the limits.
@@ -328,6 +333,7 @@ func (a *Agent) inbound(sc *node.SecureConn, h node.Hello) {
 	a.inPeer[peer]++
 	a.mu.Unlock()
 	p := a.wrap(sc, h.Kind, h.PipeID)
+	p.Report = node.Report{Winner: h.Kind, Phases: []node.Phase{{Strategy: "inbound " + h.Kind + " handshake", Duration: h.Handshake}}}
 	p.OnClose(func(error) {
 		a.mu.Lock()
 		a.inTotal--

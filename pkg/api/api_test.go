@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -204,6 +205,41 @@ func TestAPI(t *testing.T) {
 		wantErr(t, m, errOK)
 		if m["peer"] != a.ID() {
 			t.Errorf("self: %s", raw)
+		}
+	})
+
+	t.Run("event stream", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, api+"/p2p/events", nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("content type %q", resp.Header.Get("Content-Type"))
+		}
+		r := bufio.NewReader(resp.Body)
+		ev, _ := r.ReadString('\n')
+		data, _ := r.ReadString('\n')
+		var snap snapshot
+		if ev != "event: status\n" || json.Unmarshal([]byte(strings.TrimPrefix(data, "data: ")), &snap) != nil {
+			t.Fatalf("first event %q %q", ev, data)
+		}
+		if snap.NodeID != a.ID() || len(snap.Ifs) == 0 || len(snap.Brokers) != 1 || !snap.Brokers[0].Subscribed ||
+			len(snap.STUN) != 2 || snap.PortMap == nil {
+			t.Errorf("snapshot %+v", snap)
+		}
+		names := map[string]bool{}
+		for _, c := range snap.Cons {
+			names[c.Name] = true
+			if len(c.Phases) == 0 {
+				t.Errorf("connection %s has no phases: %+v", c.Name, c)
+			}
+		}
+		if !names["me"] {
+			t.Errorf("cons %+v lack me", snap.Cons)
 		}
 	})
 

@@ -114,7 +114,7 @@ func (r *registry) addInbound(p *agent.Pipe) string {
 	}
 	r.pending[name] = true
 	r.mu.Unlock()
-	r.add(&con{name: name, pipe: p, inbound: true, opened: time.Now(), report: node.Report{Winner: p.Kind}})
+	r.add(&con{name: name, pipe: p, inbound: true, opened: time.Now(), report: p.Report})
 	return name
 }
 

@@ -288,7 +288,9 @@ func (n *Node) releaseSlot(ip netip.Addr) {
 // before the pipe is handed on.
 func (n *Node) inbound(c net.Conn, ip netip.Addr) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.HandshakeTimeout)
+	start := time.Now()
 	sc, hello, err := Accept(ctx, c, n.cfg.Identity)
+	hello.Handshake = time.Since(start)
 	cancel()
 	n.releaseSlot(ip)
 	if err != nil {

@@ -41,6 +41,9 @@ var ErrHandshake = errors.New("node: handshake failed")
 type Hello struct {
 	PipeID string `json:"pipe_id"`
 	Kind   string `json:"kind"` // how the pipe was made: direct, reverse, punch, relay
+	// Handshake is how long the inbound handshake took (set by the node
+	// for OnPipe; never sent).
+	Handshake time.Duration `json:"-"`
 }
 
 // SecureConn is an authenticated, encrypted pipe. Each Write is sent as one
