@@ -6,12 +6,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +35,7 @@ func main() {
 	args := os.Args[1:]
 	var err error
 	if len(args) > 0 && isCommand(args[0]) {
-		err = client(ctx, args, os.Stdout, os.Stderr)
+		err = client(ctx, args, os.Stdin, os.Stdout, os.Stderr)
 	} else {
 		if len(args) > 0 && args[0] == "run" {
 			args = args[1:]
@@ -48,6 +50,7 @@ func main() {
 
 type options struct {
 	api, admin, stun, brokers, brokerUser, brokerPassFile string
+	brokerCA                                              string
 	stateDir, interfaces                                  string
 	port                                                  int
 	noPortMap, noNATProfile                               bool
@@ -65,10 +68,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.api, "api", "127.0.0.1:12333,[::1]:12333", "REST API listen addresses (loopback only)")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:9104", "admin HTTP address for /metrics and /healthz, for scraping (empty: off); separate from the API")
 	fs.IntVar(&o.port, "port", 10001, "TCP port the node listens on for peers")
-	fs.StringVar(&o.stun, "stun", "127.0.0.1:3478,127.0.0.2:3478", "STUN servers (ip:port, comma-separated); the first must answer change requests (stund) for NAT detection")
+	fs.StringVar(&o.stun, "stun", "127.0.0.1:3478,127.0.0.2:3478", "STUN servers (ip:port or host:port, comma-separated; a host name adds each of its addresses); the first must answer change requests (stund) for NAT detection")
 	fs.StringVar(&o.brokers, "brokers", "tcp://127.0.0.1:1883", "MQTT broker list shared by all agents (tcp://, tls://; comma-separated); an address's signal offsets index into it")
 	fs.StringVar(&o.brokerUser, "broker-username", "", "MQTT username for every broker (mqttd needs one unless it allows anonymous access)")
 	fs.StringVar(&o.brokerPassFile, "broker-password-file", "", "file holding the MQTT password (kept out of flags and logs)")
+	fs.StringVar(&o.brokerCA, "broker-ca", "", "PEM file with the CA certificate(s) that sign tls:// brokers' certificates (default: the system's roots)")
 	fs.StringVar(&o.stateDir, "state-dir", identity.DefaultDir(), "directory for the node key (created readable by this user only: 0700/0600, on Windows an access list)")
 	fs.StringVar(&o.interfaces, "interfaces", "", "interfaces to use (comma-separated; empty: every usable one)")
 	fs.BoolVar(&o.apiToken, "api-token", false, "require a bearer token on the API (created in <state-dir>/"+api.TokenFile+", mode 0600; the CLI reads it from there)")
@@ -85,7 +89,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := o.agentConfig()
+	// Every flag is checked before start-up does any work.
+	if err := api.CheckListen(splitList(o.api)); err != nil {
+		return fmt.Errorf("--api: %w", err)
+	}
+	cfg, err := o.agentConfig(ctx)
 	if err != nil {
 		return err
 	}
@@ -158,14 +166,25 @@ func splitList(s string) []string {
 	return out
 }
 
-func (o options) agentConfig() (agent.Config, error) {
+func (o options) agentConfig(ctx context.Context) (agent.Config, error) {
 	cfg := agent.Config{StateDir: o.stateDir, Port: o.port, NoPortMap: o.noPortMap, SkipNATProfile: o.noNATProfile, StartTimeout: o.startTimeout}
-	for _, s := range splitList(o.stun) {
-		ap, err := netip.ParseAddrPort(s)
+	if o.port < 1 || o.port > 65535 {
+		return cfg, fmt.Errorf("--port: port %d out of range 1-65535", o.port)
+	}
+	var err error
+	if cfg.STUNServers, err = stunServers(ctx, splitList(o.stun)); err != nil {
+		return cfg, err
+	}
+	if o.brokerCA != "" {
+		pem, err := os.ReadFile(o.brokerCA)
 		if err != nil {
-			return cfg, fmt.Errorf("--stun %q: want ip:port: %w", s, err)
+			return cfg, fmt.Errorf("--broker-ca: %w", err)
 		}
-		cfg.STUNServers = append(cfg.STUNServers, ap)
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return cfg, fmt.Errorf("--broker-ca %s: no PEM certificate in it", o.brokerCA)
+		}
+		cfg.BrokerTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	pass := ""
 	if o.brokerPassFile != "" {
@@ -176,12 +195,17 @@ func (o options) agentConfig() (agent.Config, error) {
 		pass = strings.TrimSpace(string(b))
 	}
 	for _, u := range splitList(o.brokers) {
+		if err := checkBrokerURL(u); err != nil {
+			return cfg, fmt.Errorf("--brokers: %w", err)
+		}
 		cfg.Brokers = append(cfg.Brokers, psignal.Broker{URL: u, Username: o.brokerUser, Password: pass})
+	}
+	if len(cfg.Brokers) == 0 {
+		return cfg, errors.New("--brokers: at least one broker is needed for signalling")
 	}
 	if o.interfaces != "" {
 		cfg.Interfaces = netif.Options{Only: splitList(o.interfaces)}
 	}
-	var err error
 	if cfg.Relay, err = o.turn.relayConfig(); err != nil {
 		return cfg, err
 	}

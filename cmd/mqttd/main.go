@@ -49,7 +49,6 @@ type settings struct {
 	log        *logx.Flags
 	broker     mqttbroker.Config
 	admin      string
-	version    bool
 	packetSize uint
 	inflight   uint
 	receiveMax uint
@@ -100,7 +99,6 @@ func loader(s *settings) *config.Loader {
 	fs.IntVar(&l.MaxRetained, "max-retained", l.MaxRetained, "retained messages the broker holds (0 = no limit)")
 	fs.StringVar(&s.admin, "admin", "127.0.0.1:9103", "admin HTTP address for /metrics and /healthz (empty disables)")
 	s.log = logx.AddFlags(fs)
-	fs.BoolVar(&s.version, "version", false, "print the version and exit")
 	return cf
 }
 
@@ -132,10 +130,6 @@ func serve(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mqttd:", err)
 		return 2
-	}
-	if s.version {
-		fmt.Println("mqttd", version.Version)
-		return 0
 	}
 	log, err := s.log.New(os.Stderr)
 	if err != nil {

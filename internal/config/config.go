@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/p2pd-go/p2pd/internal/version"
 	"gopkg.in/yaml.v3"
 )
 
@@ -27,6 +28,8 @@ type Loader struct {
 	prefix  string
 	summary string
 	config  string
+	version bool
+	program string
 	getenv  func(string) string
 }
 
@@ -34,12 +37,16 @@ type Loader struct {
 // variables start with prefix + "_". summary is printed at the top of --help.
 func New(program, prefix, summary string) *Loader {
 	l := &Loader{
+		program: program,
 		fs:      flag.NewFlagSet(program, flag.ContinueOnError),
 		prefix:  strings.ToUpper(prefix),
 		summary: summary,
 		getenv:  os.Getenv,
 	}
 	l.fs.StringVar(&l.config, "config", "", "YAML file with settings; keys are flag names (flags and environment override it)")
+	if l.fs.Lookup("version") == nil {
+		l.fs.BoolVar(&l.version, "version", false, "print the version and exit")
+	}
 	l.fs.Usage = func() { l.PrintUsage(l.fs.Output()) }
 	return l
 }
@@ -58,11 +65,19 @@ func (l *Loader) EnvName(name string) string {
 // ErrHelp is returned by Parse when -h or --help was given; usage was printed.
 var ErrHelp = flag.ErrHelp
 
+// ErrVersion is returned by Parse when --version was given; the version was
+// printed to stdout. It matches ErrHelp, so mains exit 0 for both.
+var ErrVersion = fmt.Errorf("%w: version printed", flag.ErrHelp)
+
 // Parse reads args, then the environment, then the YAML file named by
 // --config (or PREFIX_CONFIG), filling every flag not set by a higher source.
 func (l *Loader) Parse(args []string) error {
 	if err := l.fs.Parse(args); err != nil {
 		return err
+	}
+	if l.version {
+		fmt.Fprintln(os.Stdout, l.program, version.Version)
+		return ErrVersion
 	}
 	if l.fs.NArg() > 0 {
 		return fmt.Errorf("config: unexpected argument %q (all settings are --flags)", l.fs.Arg(0))

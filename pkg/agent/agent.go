@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -51,6 +52,8 @@ type Config struct {
 	// Brokers is the shared MQTT broker list; the agent subscribes on up to
 	// three of them (its address's signal offsets).
 	Brokers []signal.Broker
+	// BrokerTLS verifies tls:// brokers (nil: the system's roots).
+	BrokerTLS *tls.Config
 	// Port is the node listener's port (node.DefaultPort when 0).
 	Port int
 	// OnPipe receives inbound pipes. Nil keeps them open with only the
@@ -195,7 +198,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	var err error
 	a.sig, err = signal.NewClient(signal.ClientConfig{
-		Identity: a.id, Brokers: a.cfg.Brokers, Offsets: a.offsets, Net: a.cfg.Net,
+		Identity: a.id, Brokers: a.cfg.Brokers, Offsets: a.offsets, Net: a.cfg.Net, TLS: a.cfg.BrokerTLS,
 		Handler: a.onSignal, Metrics: sm, Opener: signal.OpenerConfig{Metrics: sm}, Log: a.cfg.Log,
 	})
 	if err != nil {

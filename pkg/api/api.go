@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,6 +88,7 @@ type Server struct {
 	cons     *registry
 	events   *hub
 	failures *failures
+	accepts  *acceptors
 	lns      []net.Listener
 	srv      *http.Server
 	ctx      context.Context // ends at Close: raw pipes and event streams
@@ -110,6 +112,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, e: echo.New(), events: newHub()}
 	s.cons = newRegistry(s.events.changed)
 	s.failures = &failures{notify: s.events.changed}
+	s.accepts = &acceptors{}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = func(err error, c echo.Context) {
@@ -131,21 +134,16 @@ func New(cfg Config) (*Server, error) {
 // Inbound registers an inbound pipe under an automatic name (in1, in2, ...)
 // so the application can use it through the API.
 func (s *Server) Inbound(p *agent.Pipe) {
-	name := s.cons.addInbound(p)
-	s.cfg.Log.Info("inbound pipe", "name", name, "peer", p.Peer, "kind", p.Kind)
+	cn := s.cons.addInbound(p)
+	s.cfg.Log.Info("inbound pipe", "name", cn.name, "peer", p.Peer, "kind", p.Kind)
+	s.accepts.offer(cn, s.cons.claim)
 }
 
 // Start listens on every configured address; it fails if any is not
 // loopback or none can be opened.
 func (s *Server) Start() error {
-	for _, a := range s.cfg.Listen {
-		host, _, err := net.SplitHostPort(a)
-		if err != nil {
-			return fmt.Errorf("api: listen address %q: %w", a, err)
-		}
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return fmt.Errorf("api: listen address %q is not loopback: the API is for this machine only", a)
-		}
+	if err := CheckListen(s.cfg.Listen); err != nil {
+		return err
 	}
 	for _, a := range s.cfg.Listen {
 		ln, err := net.Listen("tcp", a)
@@ -164,6 +162,23 @@ func (s *Server) Start() error {
 	s.srv.SetKeepAlivesEnabled(false)
 	for _, ln := range s.lns {
 		go func() { _ = s.srv.Serve(ln) }()
+	}
+	return nil
+}
+
+// CheckListen refuses listen addresses that are not loopback ip:port.
+func CheckListen(addrs []string) error {
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("api: listen address %q: %w", a, err)
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("api: listen address %q is not loopback: the API is for this machine only", a)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("api: listen address %q: bad port", a)
+		}
 	}
 	return nil
 }
@@ -265,6 +280,8 @@ func (s *Server) routes() {
 	e.GET("/p2p/binary/:name", s.binaryGet)
 	e.GET("/p2p/binary/:name/*", s.binaryGet)
 	e.GET("/p2p/pipe/:name", s.pipe)
+	e.GET("/p2p/accept", s.accept)
+	e.GET("/p2p/accept/*", s.accept)
 	e.GET("/p2p/close/:name", s.closeCon)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	if s.cfg.Gatherer != nil {

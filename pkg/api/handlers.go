@@ -181,7 +181,7 @@ func (s *Server) conInfo(cn *con) map[string]any {
 		"strategy": cn.report.Winner, "report": cn.report,
 		"raddr": []any{ra.Addr().String(), ra.Port()}, "laddr": []any{la.Addr().String(), la.Port()},
 		"opened": cn.opened.UTC().Format(time.RFC3339), "dropped": cn.pipe.Dropped(),
-		"route": nil, "if": nil,
+		"route": nil, "if": nil, "stats": cn.pipe.Stats(),
 	}
 	if ifc, r, ok := routeOf(s.cfg.Backend.Interfaces(), la.Addr()); ok {
 		info["route"] = r

@@ -16,6 +16,7 @@ type con struct {
 	report  node.Report
 	inbound bool
 	opened  time.Time
+	claimed bool // taken by /p2p/accept (registry.mu)
 }
 
 // maxGone is how many closed names the registry remembers, so a call on
@@ -102,7 +103,7 @@ func (r *registry) closedWhy(name string) (string, bool) {
 	return why, ok
 }
 
-func (r *registry) addInbound(p *agent.Pipe) string {
+func (r *registry) addInbound(p *agent.Pipe) *con {
 	r.mu.Lock()
 	var name string
 	for {
@@ -114,8 +115,9 @@ func (r *registry) addInbound(p *agent.Pipe) string {
 	}
 	r.pending[name] = true
 	r.mu.Unlock()
-	r.add(&con{name: name, pipe: p, inbound: true, opened: time.Now(), report: p.Report})
-	return name
+	c := &con{name: name, pipe: p, inbound: true, opened: time.Now(), report: p.Report}
+	r.add(c)
+	return c
 }
 
 func (r *registry) get(name string) *con {
@@ -161,4 +163,39 @@ func (r *registry) closeAll() {
 	for _, c := range r.all() {
 		c.pipe.Close()
 	}
+}
+
+// claim marks an inbound connection as taken by an accept; false if it
+// was taken already or is closed.
+func (r *registry) claim(c *con) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.claimed || r.cons[c.name] != c {
+		return false
+	}
+	c.claimed = true
+	return true
+}
+
+// claimOldest takes the oldest open inbound connection no accept has taken.
+func (r *registry) claimOldest() *con {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var best *con
+	for _, c := range r.cons {
+		if c.inbound && !c.claimed && (best == nil || c.opened.Before(best.opened)) {
+			best = c
+		}
+	}
+	if best != nil {
+		best.claimed = true
+	}
+	return best
+}
+
+// unclaim gives a claimed connection back.
+func (r *registry) unclaim(c *con) {
+	r.mu.Lock()
+	c.claimed = false
+	r.mu.Unlock()
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"time"
@@ -21,27 +20,37 @@ import (
 func (s *Server) pipe(c echo.Context) error {
 	n, _ := name(c)
 	cn := s.cons.get(n)
-	hj, ok := c.Response().Writer.(http.Hijacker)
-	if !ok {
-		return fail(c, errNoMethod, "this connection cannot be relayed")
+	raw, pending, err := hijack(c)
+	if raw == nil {
+		return err
 	}
-	raw, buf, err := hj.Hijack()
-	if err != nil {
-		return nil
-	}
-	c.Response().Committed = true
 	if cn == nil {
 		raw.Close()
 		return nil
 	}
+	go s.relay(raw, pending, cn)
+	return nil
+}
+
+// hijack takes the connection from net/http, with any bytes read past the
+// request. A nil conn means there is nothing more to do (err is the answer).
+func hijack(c echo.Context) (net.Conn, []byte, error) {
+	hj, ok := c.Response().Writer.(http.Hijacker)
+	if !ok {
+		return nil, nil, fail(c, errNoMethod, "this connection cannot be relayed")
+	}
+	raw, buf, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, nil
+	}
+	c.Response().Committed = true
 	var pending []byte
-	if n := buf.Reader.Buffered(); n > 0 { // bytes read with the request
+	if n := buf.Reader.Buffered(); n > 0 {
 		pending = make([]byte, n)
 		k, _ := buf.Read(pending)
 		pending = pending[:k]
 	}
-	go s.relay(raw, pending, cn)
-	return nil
+	return raw, pending, nil
 }
 
 // rawPipe serves the manual's pipe request, which has no Host header and so
@@ -79,22 +88,51 @@ func (s *Server) rawPipe(c net.Conn, req *http.Request, escapedName string, pend
 }
 
 // relay copies between an API client's socket and a named connection until
-// either side ends.
+// either side ends. The connection's all-messages queue is diverted to the
+// relay while it runs: what was queued is written first, then each message
+// as it arrives, and a slow API client holds the peer back instead of
+// losing data. A second relay on the same connection is refused (closed).
 func (s *Server) relay(raw net.Conn, pending []byte, cn *con) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Time{}) // none of net/http's deadlines
+	in := make(chan []byte, 16)
+	old, err := cn.pipe.Divert(agent.AllMessages, func(m pipe.Message) {
+		select {
+		case in <- m.Data:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return
+	}
+	defer cn.pipe.Undivert(agent.AllMessages)
 	go func() { // peer -> API client
 		defer cancel()
-		defer raw.Close()
-		for {
-			m, err := cn.pipe.Recv(ctx, agent.AllMessages, 0)
-			if errors.Is(err, pipe.ErrTimeout) {
-				continue
-			}
-			if err != nil {
+		for _, m := range old {
+			if _, err := raw.Write(m.Data); err != nil {
 				return
 			}
-			if _, err := raw.Write(m.Data); err != nil {
+		}
+		for {
+			select {
+			case b := <-in:
+				if _, err := raw.Write(b); err != nil {
+					return
+				}
+			case <-cn.pipe.Done():
+				for { // the reader has delivered everything: flush it
+					select {
+					case b := <-in:
+						if _, err := raw.Write(b); err != nil {
+							return
+						}
+					default:
+						return
+					}
+				}
+			case <-ctx.Done():
 				return
 			}
 		}
@@ -121,7 +159,7 @@ func (s *Server) relay(raw net.Conn, pending []byte, cn *con) {
 				return
 			}
 		}
-		if err != nil {
+		if err != nil { // the client closed its side: the relay ends (the pipe stays open)
 			return
 		}
 	}

@@ -201,6 +201,40 @@ func compile(pat string) (*regexp.Regexp, error) {
 	return regexp.Compile(pat)
 }
 
+// Divert atomically turns the queue of subscription s into handler h: it
+// returns the messages queued so far, and every later match goes to h
+// instead, with none lost or duplicated in between. h runs on the pipe's
+// reader, so a blocking h holds the peer back (flow control); it must
+// return once its consumer is gone. Undivert turns the queue back on.
+func (p *Pipe) Divert(s Sub, h func(Message)) ([]Message, error) {
+	if h == nil {
+		return nil, errors.New("pipe: nil handler")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sub, ok := p.subs[s]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: %+v", ErrNoSub, s)
+	case sub.handler != nil:
+		return nil, fmt.Errorf("pipe: subscription %+v already has a handler", s)
+	}
+	items := sub.items
+	sub.items, sub.bytes, sub.handler = nil, 0, h
+	close(sub.wake) // waiting Recvs see the handler and return
+	sub.wake = make(chan struct{})
+	return items, nil
+}
+
+// Undivert ends a Divert: matches are queued again.
+func (p *Pipe) Undivert(s Sub) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sub, ok := p.subs[s]; ok {
+		sub.handler = nil
+	}
+}
+
 // Unsubscribe removes a subscription and its queued messages.
 func (p *Pipe) Unsubscribe(s Sub) error {
 	p.mu.Lock()

@@ -421,3 +421,51 @@ func TestIPv6Address(t *testing.T) {
 		t.Fatalf("Recv = %q, %v", m.Data, err)
 	}
 }
+
+// TestDivert: messages queued before a Divert come back from it, later ones
+// go to the handler, in order, none lost; after Undivert they queue again.
+func TestDivert(t *testing.T) {
+	a, b := net.Pipe()
+	pa, pb := New(a, Options{}), New(b, Options{})
+	defer pa.Close()
+	defer pb.Close()
+	all := Sub{}
+	if err := pb.Subscribe(all); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if err := pa.Send(ctx, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for pb.Stats().Queued < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	got := make(chan byte, 10)
+	old, err := pb.Divert(all, func(m Message) { got <- m.Data[0] })
+	if err != nil || len(old) != 3 || old[2].Data[0] != 2 {
+		t.Fatalf("Divert: %v %v", old, err)
+	}
+	if _, err := pb.Divert(all, func(Message) {}); err == nil {
+		t.Error("second Divert accepted")
+	}
+	if _, err := pb.Recv(ctx, all, time.Millisecond); err == nil {
+		t.Error("Recv on a diverted subscription")
+	}
+	for i := 3; i < 6; i++ {
+		if err := pa.Send(ctx, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if b := <-got; b != byte(i) {
+			t.Fatalf("handler got %d, want %d", b, i)
+		}
+	}
+	pb.Undivert(all)
+	if err := pa.Send(ctx, []byte{9}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := pb.Recv(ctx, all, 5*time.Second); err != nil || m.Data[0] != 9 {
+		t.Errorf("after Undivert: %v %v", m, err)
+	}
+}

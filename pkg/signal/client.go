@@ -77,6 +77,9 @@ type Client struct {
 	topic  string
 	suffix string // random client id suffix, so two processes never kick each other
 
+	errMu    sync.Mutex
+	dialErrs map[string]error // last dial or TLS failure per broker host
+
 	mu      sync.Mutex
 	conns   map[int]*brokerConn
 	up      chan struct{} // closed once the first subscription succeeds
@@ -194,8 +197,39 @@ func (c *Client) Start(ctx context.Context) error {
 	case <-c.up:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("signal: no broker subscription: %w", ctx.Err())
+		return fmt.Errorf("signal: no broker subscription (%s): %w", c.brokerProblems(), ctx.Err())
 	}
+}
+
+// brokerProblems names each own broker with its last connection failure.
+func (c *Client) brokerProblems() string {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	var out []string
+	for _, o := range c.cfg.Offsets {
+		raw := c.cfg.Brokers[o].URL
+		shown, host := raw, ""
+		if u, err := brokerURL(raw); err == nil {
+			host = u.Host
+			u.User = nil
+			shown = u.String()
+		}
+		why := "no MQTT session (check the credentials and the broker's log)"
+		if err := c.dialErrs[host]; err != nil {
+			why = err.Error()
+		}
+		out = append(out, shown+": "+why)
+	}
+	return strings.Join(out, "; ")
+}
+
+func (c *Client) noteDial(host string, err error) {
+	c.errMu.Lock()
+	if c.dialErrs == nil {
+		c.dialErrs = map[string]error{}
+	}
+	c.dialErrs[host] = err
+	c.errMu.Unlock()
 }
 
 func (c *Client) newConn(offset int, own bool) *brokerConn {
@@ -275,6 +309,7 @@ func (c *Client) dial(u *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.ConnectTimeout)
 	defer cancel()
 	conn, err := c.cfg.Net.DialContext(ctx, "tcp", u.Host)
+	c.noteDial(u.Host, err)
 	if err != nil {
 		return nil, fmt.Errorf("signal: dial broker: %w", err)
 	}
@@ -290,6 +325,7 @@ func (c *Client) dial(u *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
+			c.noteDial(u.Host, fmt.Errorf("TLS: %w", err))
 			return nil, fmt.Errorf("signal: broker tls: %w", err)
 		}
 		return tc, nil
