@@ -87,8 +87,8 @@ func (l *Loader) Parse(args []string) error {
 
 	var firstErr error
 	l.fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || firstErr != nil {
-			return
+		if set[f.Name] || firstErr != nil || f.Name == "version" {
+			return // --version is a command-line action, not a setting
 		}
 		if v, ok := l.lookupEnv(f.Name); ok {
 			if err := l.fs.Set(f.Name, v); err != nil {
@@ -129,7 +129,7 @@ func (l *Loader) loadYAML(path string, set map[string]bool) error {
 		if k == "config" {
 			return fmt.Errorf("config: %s: key %q is not allowed in a config file", path, k)
 		}
-		if l.fs.Lookup(k) == nil {
+		if l.fs.Lookup(k) == nil || k == "version" {
 			return fmt.Errorf("config: %s: unknown key %q (see --help for the settings)", path, k)
 		}
 		if set[k] {
@@ -176,6 +176,10 @@ func (l *Loader) PrintUsage(w io.Writer) {
 		fmt.Fprintf(w, "  --%s", f.Name)
 		if name != "" {
 			fmt.Fprintf(w, " %s", name)
+		}
+		if f.Name == "version" {
+			fmt.Fprintf(w, "\n      %s\n", usage)
+			return
 		}
 		fmt.Fprintf(w, "\n      %s\n      env %s", usage, l.EnvName(f.Name))
 		if f.DefValue != "" && f.DefValue != "[]" {

@@ -99,3 +99,16 @@ func TestHelpListsEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestVersion: --version stops with ErrVersion (which matches ErrHelp);
+// PROG_VERSION in the environment is not a setting and changes nothing.
+func TestVersion(t *testing.T) {
+	l, _, _, _ := newTestLoader(map[string]string{"PROG_VERSION": "1.2"})
+	if err := l.Parse(nil); err != nil {
+		t.Fatalf("PROG_VERSION in the environment: %v", err)
+	}
+	l, _, _, _ = newTestLoader(nil)
+	if err := l.Parse([]string{"--version"}); !errors.Is(err, ErrVersion) || !errors.Is(err, ErrHelp) {
+		t.Fatalf("--version: %v", err)
+	}
+}

@@ -19,7 +19,7 @@ import (
 )
 
 // apiFor runs the API on a loopback port in front of a lab agent.
-func apiFor(t *testing.T, a *agenttest.Agent) (*Server, string) {
+func apiFor(t testing.TB, a *agenttest.Agent) (*Server, string) {
 	t.Helper()
 	s, err := New(Config{Backend: a.Agent, Listen: []string{"127.0.0.1:0"}, Gatherer: a.Reg, Version: "test"})
 	if err != nil {
@@ -42,7 +42,7 @@ type call struct {
 	headers                    map[string]string
 }
 
-func do(t *testing.T, base string, c call) (map[string]any, []byte) {
+func do(t testing.TB, base string, c call) (map[string]any, []byte) {
 	t.Helper()
 	method := c.method
 	if method == "" {

@@ -85,7 +85,7 @@ const (
 	Mosquitto = "mosquitto"
 )
 
-func NewStack(t *testing.T, lab *natlab.Lab, brokers ...string) *Stack {
+func NewStack(t testing.TB, lab *natlab.Lab, brokers ...string) *Stack {
 	t.Helper()
 	addrs := lab.AllocWAN(2, 0)
 	s := &Stack{Srv: lab.AddServer("stack", addrs...), A1: addrs[0], A2: addrs[1]}
@@ -115,7 +115,7 @@ func NewStack(t *testing.T, lab *natlab.Lab, brokers ...string) *Stack {
 }
 
 // WaitTCP waits until something listens on addr.
-func WaitTCP(t *testing.T, h *natlab.Host, addr netip.AddrPort) {
+func WaitTCP(t testing.TB, h *natlab.Host, addr netip.AddrPort) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -137,7 +137,7 @@ type Agent struct {
 }
 
 // StartAgent runs an agent inside lab host h against the stack.
-func StartAgent(t *testing.T, h *natlab.Host, s *Stack) *Agent {
+func StartAgent(t testing.TB, h *natlab.Host, s *Stack) *Agent {
 	t.Helper()
 	return StartAgentWith(t, h, s, nil)
 }
@@ -179,7 +179,7 @@ func StartAgentWith(t *testing.T, h *natlab.Host, s *Stack, tune func(*agent.Con
 }
 
 // Addr is the agent's peer address as text.
-func (la *Agent) Addr(t *testing.T) string {
+func (la *Agent) Addr(t testing.TB) string {
 	a, err := la.Address()
 	if err != nil {
 		t.Fatal(err)

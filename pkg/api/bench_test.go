@@ -1,0 +1,135 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
+	"github.com/p2pd-go/p2pd/pkg/natlab"
+)
+
+// benchChunk is what a client writes per iteration.
+const benchChunk = 64 << 10
+
+// BenchmarkPipeThroughput compares bytes per second through /p2p/pipe
+// between two agents (API relay on loopback -> Noise pipe -> API relay on
+// loopback, both agents on one lab LAN) with raw TCP on host loopback and
+// raw TCP between the same two lab hosts.
+func BenchmarkPipeThroughput(b *testing.B) {
+	b.Run("raw-loopback-tcp", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		benchStream(b, func() (io.Writer, io.Reader, func()) {
+			dst := acceptOne(b, ln)
+			src, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := <-dst
+			return src, r, func() { src.Close(); r.Close() }
+		})
+	})
+	lab := natlab.New(b)
+	st := agenttest.NewStack(b, lab, agenttest.MQTTD)
+	lan := lab.AddRouter("lan", natlab.Open)
+	ha, hb := lan.AddHost("a"), lan.AddHost("b")
+	b.Run("raw-lab-tcp", func(b *testing.B) {
+		ln, err := hb.Net().Listen(context.Background(), "tcp", hb.IP4().String()+":0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		benchStream(b, func() (io.Writer, io.Reader, func()) {
+			dst := acceptOne(b, ln)
+			src, err := ha.Net().DialContext(context.Background(), "tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := <-dst
+			return src, r, func() { src.Close(); r.Close() }
+		})
+	})
+	a := agenttest.StartAgent(b, ha, st)
+	bb := agenttest.StartAgent(b, hb, st)
+	_, aAPI := apiFor(b, a)
+	_, bAPI := apiFor(b, bb)
+	b.Run("p2p-pipe", func(b *testing.B) {
+		benchStream(b, func() (io.Writer, io.Reader, func()) {
+			acc := rawRequest(b, bAPI, "/p2p/accept/timeout/30")
+			if m := must(do(b, aAPI, call{path: "/p2p/open/bench/" + escape(bb.Addr(b))})); m["error"] != 0.0 {
+				b.Fatalf("open: %v", m)
+			}
+			br := bufio.NewReader(acc)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.Header.Get("X-P2pd-Name") == "" {
+				b.Fatalf("accept: %v", err)
+			}
+			src := rawRequest(b, aAPI, "/p2p/pipe/bench")
+			return src, resp.Body, func() {
+				src.Close()
+				acc.Close()
+				do(b, aAPI, call{path: "/p2p/close/bench"})
+			}
+		})
+	})
+}
+
+func escape(s string) string { return strings.NewReplacer("[", "%5B", "]", "%5D", "|", "%7C").Replace(s) }
+
+// rawRequest opens a connection to the API and sends a GET.
+func rawRequest(b *testing.B, base, path string) net.Conn {
+	host := strings.TrimPrefix(base, "http://")
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func acceptOne(b *testing.B, ln net.Listener) <-chan net.Conn {
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			b.Error(err)
+			close(ch)
+			return
+		}
+		ch <- c
+	}()
+	return ch
+}
+
+// benchStream writes b.N chunks into the writer and reads them all from
+// the reader; setup makes a fresh stream per run.
+func benchStream(b *testing.B, setup func() (io.Writer, io.Reader, func())) {
+	w, r, done := setup()
+	defer done()
+	b.SetBytes(benchChunk)
+	buf := make([]byte, benchChunk)
+	read := make(chan error, 1)
+	b.ResetTimer()
+	go func() {
+		_, err := io.CopyN(io.Discard, r, int64(b.N)*benchChunk)
+		read <- err
+	}()
+	for i := 0; i < b.N; i++ {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-read; err != nil {
+		b.Fatal(err)
+	}
+}
