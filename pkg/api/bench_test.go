@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/p2pd-go/p2pd/pkg/agent"
 	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
 	"github.com/p2pd-go/p2pd/pkg/natlab"
+	"github.com/p2pd-go/p2pd/pkg/pipe"
 )
 
 // benchChunk is what a client writes per iteration.
@@ -18,8 +20,9 @@ const benchChunk = 64 << 10
 
 // BenchmarkPipeThroughput compares bytes per second through /p2p/pipe
 // between two agents (API relay on loopback -> Noise pipe -> API relay on
-// loopback, both agents on one lab LAN) with raw TCP on host loopback and
-// raw TCP between the same two lab hosts.
+// loopback, both agents on one lab LAN) with raw TCP on host loopback, raw
+// TCP between the same two lab hosts, and the encrypted pipe used as a
+// library (no API relays).
 func BenchmarkPipeThroughput(b *testing.B) {
 	b.Run("raw-loopback-tcp", func(b *testing.B) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -60,7 +63,28 @@ func BenchmarkPipeThroughput(b *testing.B) {
 	a := agenttest.StartAgent(b, ha, st)
 	bb := agenttest.StartAgent(b, hb, st)
 	_, aAPI := apiFor(b, a)
-	_, bAPI := apiFor(b, bb)
+	bs, bAPI := apiFor(b, bb)
+	b.Run("p2p-pipe-library", func(b *testing.B) { // agent.Pipe to agent.Pipe, no API relays
+		benchStream(b, func() (io.Writer, io.Reader, func()) {
+			p, _, err := a.Connect(context.Background(), bb.Addr(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var in *con
+			for in == nil {
+				for _, c := range bs.cons.all() {
+					if c.inbound && c.pipe.PipeID != "" && c.pipe.Peer == a.ID() && bs.cons.claim(c) {
+						in = c
+					}
+				}
+			}
+			pr, pw := io.Pipe()
+			if _, err := in.pipe.Divert(agent.AllMessages, func(m pipe.Message) { _, _ = pw.Write(m.Data) }); err != nil {
+				b.Fatal(err)
+			}
+			return pipeWriter{p}, pr, func() { p.Close(); pw.Close() }
+		})
+	})
 	b.Run("p2p-pipe", func(b *testing.B) {
 		benchStream(b, func() (io.Writer, io.Reader, func()) {
 			acc := rawRequest(b, bAPI, "/p2p/accept/timeout/30")
@@ -80,6 +104,16 @@ func BenchmarkPipeThroughput(b *testing.B) {
 			}
 		})
 	})
+}
+
+// pipeWriter sends each Write as one message.
+type pipeWriter struct{ p *agent.Pipe }
+
+func (w pipeWriter) Write(b []byte) (int, error) {
+	if err := w.p.Send(context.Background(), b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 func escape(s string) string { return strings.NewReplacer("[", "%5B", "]", "%5D", "|", "%7C").Replace(s) }

@@ -87,6 +87,10 @@ func (s *Server) rawPipe(c net.Conn, req *http.Request, escapedName string, pend
 	s.relay(c, pending, cn)
 }
 
+// relayChunk is the most the relay reads from its client per message: the
+// largest message a pipe carries, so a fast client costs few system calls.
+const relayChunk = agent.MaxMessage
+
 // relay copies between an API client's socket and a named connection until
 // either side ends. The connection's all-messages queue is diverted to the
 // relay while it runs: what was queued is written first, then each message
@@ -143,15 +147,15 @@ func (s *Server) relay(raw net.Conn, pending []byte, cn *con) {
 	}()
 	// Sends get their own deadline, not the relay's context: a failed send
 	// closes the P2P pipe, which the API client going away must not do.
-	send := func(b []byte) error {
+	send := func(b []byte) error { // Send copies b before it returns
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
-		return cn.pipe.Send(sctx, append([]byte(nil), b...))
+		return cn.pipe.Send(sctx, b)
 	}
 	if len(pending) > 0 && send(pending) != nil {
 		return
 	}
-	b := make([]byte, 64<<10)
+	b := make([]byte, relayChunk)
 	for {
 		n, err := raw.Read(b)
 		if n > 0 {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -53,9 +54,12 @@ type SecureConn struct {
 	remote [identity.KeySize]byte
 	rmu    sync.Mutex
 	rcs    *noise.CipherState
-	rbuf   []byte // undelivered plaintext of the current frame
+	rbuf   []byte        // undelivered plaintext of the current frame
+	br     *bufio.Reader // frames are read through it once the handshake is done
+	rframe []byte        // Read's frame buffer, decrypted in place
 	wmu    sync.Mutex
 	wcs    *noise.CipherState
+	wbuf   []byte // Write's frame buffer: length header + ciphertext
 }
 
 // RemoteKey is the peer's proven public key.
@@ -211,20 +215,30 @@ func (c *SecureConn) ReadMessage() ([]byte, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if len(c.rbuf) > 0 {
-		m := c.rbuf
+		m := append([]byte(nil), c.rbuf...)
 		c.rbuf = nil
 		return m, nil
 	}
-	return c.readFrameLocked()
+	return c.readFrameLocked(nil)
 }
 
-func (c *SecureConn) readFrameLocked() ([]byte, error) {
+// readFrameLocked reads and decrypts the next non-empty frame. With buf it
+// reads into buf and decrypts in place (the result aliases buf); with nil
+// the result is a fresh slice.
+func (c *SecureConn) readFrameLocked(buf []byte) ([]byte, error) {
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(c.Conn, 2*maxFrame)
+	}
 	for {
-		ct, err := readFrame(c.Conn, nil)
+		ct, err := readFrame(c.br, buf)
 		if err != nil {
 			return nil, err
 		}
-		pt, err := c.rcs.Decrypt(nil, nil, ct)
+		var dst []byte
+		if buf != nil {
+			dst = ct[:0]
+		}
+		pt, err := c.rcs.Decrypt(dst, nil, ct)
 		if err != nil {
 			return nil, fmt.Errorf("node: pipe from %s: frame does not decrypt: %w", c.RemoteAddr(), err)
 		}
@@ -239,7 +253,10 @@ func (c *SecureConn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if len(c.rbuf) == 0 {
-		m, err := c.readFrameLocked()
+		if c.rframe == nil {
+			c.rframe = make([]byte, maxFrame)
+		}
+		m, err := c.readFrameLocked(c.rframe)
 		if err != nil {
 			return 0, err
 		}
@@ -250,21 +267,32 @@ func (c *SecureConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Write encrypts p as one frame (several if it exceeds 65519 bytes).
+// Write encrypts p as one frame (several if it exceeds 65519 bytes),
+// written with one system call.
 func (c *SecureConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	sent := 0
-	for sent < len(p) {
+	frames := (len(p) + maxPlaintext - 1) / maxPlaintext
+	out := c.wbuf[:0]
+	if need := len(p) + frames*(2+16); cap(out) < need {
+		out = make([]byte, 0, need)
+		if need <= 2*(2+maxFrame) {
+			c.wbuf = out // kept for the next write (larger ones are not)
+		}
+	}
+	for sent := 0; sent < len(p); {
 		chunk := p[sent:min(len(p), sent+maxPlaintext)]
-		ct, err := c.wcs.Encrypt(nil, nil, chunk)
-		if err != nil {
-			return sent, fmt.Errorf("node: encrypt: %w", err)
+		start := len(out)
+		out = append(out, 0, 0)
+		var err error
+		if out, err = c.wcs.Encrypt(out, nil, chunk); err != nil {
+			return 0, fmt.Errorf("node: encrypt: %w", err)
 		}
-		if err := writeFrame(c.Conn, ct); err != nil {
-			return sent, err
-		}
+		binary.BigEndian.PutUint16(out[start:], uint16(len(out)-start-2))
 		sent += len(chunk)
 	}
-	return sent, nil
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
