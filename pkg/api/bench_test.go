@@ -116,7 +116,9 @@ func (w pipeWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func escape(s string) string { return strings.NewReplacer("[", "%5B", "]", "%5D", "|", "%7C").Replace(s) }
+func escape(s string) string {
+	return strings.NewReplacer("[", "%5B", "]", "%5D", "|", "%7C").Replace(s)
+}
 
 // rawRequest opens a connection to the API and sends a GET.
 func rawRequest(b *testing.B, base, path string) net.Conn {
