@@ -336,7 +336,7 @@ func (a *Agent) inbound(sc *node.SecureConn, h node.Hello) {
 	a.inPeer[peer]++
 	a.mu.Unlock()
 	p := a.wrap(sc, h.Kind, h.PipeID)
-	p.Report = node.Report{Winner: h.Kind, Phases: []node.Phase{{Strategy: "inbound " + h.Kind + " handshake", Duration: h.Handshake}}}
+	p.Report = node.Report{Winner: h.Kind, Phases: []node.Phase{{Strategy: "inbound " + h.Kind + " handshake", Duration: h.Handshake, Result: "ok"}}}
 	p.OnClose(func(error) {
 		a.mu.Lock()
 		a.inTotal--

@@ -101,17 +101,21 @@ func (f *failures) all() []failure {
 // report has are shown by name, duration and error.
 type phaseJSON struct {
 	Name       string  `json:"name"`
+	StartMS    float64 `json:"start_ms"`
 	DurationMS float64 `json:"duration_ms"`
+	Result     string  `json:"result,omitempty"`
 	Error      string  `json:"error,omitempty"`
 }
 
 func phases(rep node.Report) []phaseJSON {
 	out := []phaseJSON{}
 	for _, p := range rep.Phases {
-		out = append(out, phaseJSON{Name: p.Strategy, DurationMS: float64(p.Duration.Microseconds()) / 1000, Error: p.Err})
+		out = append(out, phaseJSON{Name: p.Strategy, StartMS: ms(p.Start), DurationMS: ms(p.Duration), Result: p.Result, Error: p.Err})
 	}
 	return out
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // snapshot is one /p2p/events "status" event and the status page's model.
 type snapshot struct {

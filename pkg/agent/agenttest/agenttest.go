@@ -143,7 +143,7 @@ func StartAgent(t testing.TB, h *natlab.Host, s *Stack) *Agent {
 }
 
 // StartAgentWith is StartAgent with a hook that may change the config.
-func StartAgentWith(t *testing.T, h *natlab.Host, s *Stack, tune func(*agent.Config)) *Agent {
+func StartAgentWith(t testing.TB, h *natlab.Host, s *Stack, tune func(*agent.Config)) *Agent {
 	t.Helper()
 	var nics []netif.NIC
 	if err := h.Do(func() error {
