@@ -106,6 +106,7 @@ type Agent struct {
 	refused prometheus.Counter
 	mapping *portmap.Mapping
 	pmState PortMapStatus
+	stunSt  stunState
 	started time.Time
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -253,6 +254,7 @@ func (a *Agent) Start(ctx context.Context) error {
 func (a *Agent) Close() { a.closeOnce.Do(a.close) }
 
 func (a *Agent) close() {
+	a.stunSt.close()
 	if a.cancel != nil {
 		a.cancel()
 	}

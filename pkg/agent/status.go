@@ -28,12 +28,13 @@ type PortMapStatus struct {
 // Status is what the status page shows besides interfaces and pipes.
 type Status struct {
 	Brokers []BrokerStatus `json:"brokers"`
-	STUN    []string       `json:"stun"`
+	STUN    []STUNStatus   `json:"stun"`
 	PortMap PortMapStatus  `json:"port_mapping"`
 	Started time.Time      `json:"started"`
 }
 
-// Status reports brokers, STUN servers and port mapping.
+// Status reports brokers, STUN servers (checked again in the background when
+// the last check is over 30 s old) and port mapping.
 func (a *Agent) Status() Status {
 	var subscribed []int
 	if a.sig != nil {
@@ -44,9 +45,7 @@ func (a *Agent) Status() Status {
 		st.Brokers = append(st.Brokers, BrokerStatus{Offset: i, URL: withoutUserinfo(b.URL),
 			Own: slices.Contains(a.offsets, i), Subscribed: slices.Contains(subscribed, i)})
 	}
-	for _, s := range a.cfg.STUNServers {
-		st.STUN = append(st.STUN, s.String())
-	}
+	st.STUN = a.stunStatus()
 	a.mu.Lock()
 	st.PortMap = a.pmState
 	st.Started = a.started

@@ -200,6 +200,35 @@ func TestAPI(t *testing.T) {
 		wantErr(t, must(do(t, api, call{path: "/p2p/con/c1"})), errNotFound)
 	})
 
+	t.Run("send after the peer closed says closed", func(t *testing.T) {
+		before := map[string]bool{}
+		for _, c := range must(do(t, bAPI, call{path: "/p2p/cons"}))["cons"].([]any) {
+			before[c.(map[string]any)["name"].(string)] = true
+		}
+		wantErr(t, must(do(t, api, call{path: "/p2p/open/c2/" + bAddr})), errOK)
+		var in string
+		for deadline := time.Now().Add(5 * time.Second); in == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			for _, c := range must(do(t, bAPI, call{path: "/p2p/cons"}))["cons"].([]any) {
+				if n := c.(map[string]any)["name"].(string); !before[n] && c.(map[string]any)["inbound"] == true {
+					in = n
+				}
+			}
+		}
+		if in == "" {
+			t.Fatal("no inbound pipe on b")
+		}
+		wantErr(t, must(do(t, bAPI, call{path: "/p2p/close/" + in})), errOK)
+		var m map[string]any
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if m = must(do(t, api, call{path: "/p2p/send/c2/hi"})); m["error"] != 0.0 {
+				break
+			}
+		}
+		if m["error"] != float64(errNotFound) || !strings.Contains(m["msg"].(string), `"c2" is closed`) {
+			t.Errorf("send after the peer closed: %v", m)
+		}
+	})
+
 	t.Run("self", func(t *testing.T) {
 		m, raw := do(t, api, call{path: "/p2p/open/me/self"})
 		wantErr(t, m, errOK)
@@ -240,6 +269,22 @@ func TestAPI(t *testing.T) {
 		}
 		if !names["me"] {
 			t.Errorf("cons %+v lack me", snap.Cons)
+		}
+		// Later events bring the STUN servers' state (checked in the
+		// background) without a new request.
+		for ok := false; !ok; {
+			ev, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("no event with the STUN servers answering: %v (last %+v)", err, snap.STUN)
+			}
+			if ev != "event: status\n" {
+				continue
+			}
+			data, _ := r.ReadString('\n')
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(data, "data: ")), &snap); err != nil {
+				t.Fatal(err)
+			}
+			ok = len(snap.STUN) == 2 && snap.STUN[0].OK && snap.STUN[1].OK && snap.STUN[0].Mapped != ""
 		}
 	})
 

@@ -125,7 +125,7 @@ type snapshot struct {
 	AddrErr  string               `json:"addr_error,omitempty"`
 	Ifs      []ifJSON             `json:"ifs"`
 	Brokers  []agent.BrokerStatus `json:"brokers"`
-	STUN     []string             `json:"stun"`
+	STUN     []agent.STUNStatus   `json:"stun"`
 	PortMap  *agent.PortMapStatus `json:"port_mapping"`
 	Cons     []conJSON            `json:"cons"`
 	Failures []failure            `json:"failures"`
@@ -157,7 +157,7 @@ type statusSource interface{ Status() agent.Status }
 func (s *Server) snapshot() snapshot {
 	b := s.cfg.Backend
 	snap := snapshot{Version: s.cfg.Version, NodeID: b.ID(), Ifs: []ifJSON{}, Cons: []conJSON{},
-		Brokers: []agent.BrokerStatus{}, STUN: []string{}, Failures: s.failures.all()}
+		Brokers: []agent.BrokerStatus{}, STUN: []agent.STUNStatus{}, Failures: s.failures.all()}
 	if a, err := b.Address(); err == nil {
 		snap.Addr = a.String()
 	} else {

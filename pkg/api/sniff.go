@@ -55,8 +55,7 @@ func (l *sniffListener) acceptLoop() {
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
-			l.accErr = err
-			l.Close()
+			l.closeWith(err)
 			return
 		}
 		go l.sniff(c)
@@ -77,9 +76,14 @@ func (l *sniffListener) Accept() (net.Conn, error) {
 }
 
 // Close stops accepting; connections already handed out are net/http's.
-func (l *sniffListener) Close() error {
+func (l *sniffListener) Close() error { return l.closeWith(nil) }
+
+// closeWith closes once; accErr (what Accept reports) is set before done
+// is closed, so Accept reads it safely after <-done.
+func (l *sniffListener) closeWith(acceptErr error) error {
 	var err error
 	l.once.Do(func() {
+		l.accErr = acceptErr
 		close(l.done)
 		err = l.Listener.Close()
 	})
