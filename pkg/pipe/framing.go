@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Framing says how a pipe cuts its byte stream into messages.
@@ -46,6 +47,27 @@ var (
 )
 
 const frameHeader = 4
+
+// framePool recycles Frames encodings between sends (any pipe): a message
+// is copied once behind its header, without a fresh allocation each time.
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
+// encodePooled is encode, with a Frames buffer from framePool that release
+// gives back once the wire bytes are written.
+func (f Framing) encodePooled(data []byte, max int) (wire []byte, release func(), err error) {
+	if f != Frames || len(data) > max {
+		wire, err = f.encode(data, max)
+		return wire, func() {}, err
+	}
+	bp := framePool.Get().(*[]byte)
+	if cap(*bp) < frameHeader+len(data) {
+		*bp = make([]byte, frameHeader+len(data))
+	}
+	out := (*bp)[:frameHeader+len(data)]
+	binary.BigEndian.PutUint32(out, uint32(len(data)))
+	copy(out[frameHeader:], data)
+	return out, func() { framePool.Put(bp) }, nil
+}
 
 // encode returns data as it goes on the wire.
 func (f Framing) encode(data []byte, max int) ([]byte, error) {

@@ -299,10 +299,11 @@ func (p *Pipe) Recv(ctx context.Context, s Sub, timeout time.Duration) (Message,
 // Send writes one message. A failed write closes the pipe, since the stream
 // may hold part of the message.
 func (p *Pipe) Send(ctx context.Context, data []byte) error {
-	wire, err := p.opts.Framing.encode(data, p.opts.MaxMessage)
+	wire, release, err := p.opts.Framing.encodePooled(data, p.opts.MaxMessage)
 	if err != nil {
 		return err
 	}
+	defer release() // after the write: the conn does not keep wire
 	select {
 	case <-p.done:
 		return ErrClosed
