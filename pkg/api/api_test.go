@@ -188,6 +188,25 @@ func TestAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("messages after a relay ends are queued again", func(t *testing.T) {
+		c := dialRaw(t, strings.TrimPrefix(api, "http://"))
+		fmt.Fprintf(c, "GET /p2p/pipe/c1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nECHO during")
+		got := make([]byte, len("during"))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "during" {
+			t.Fatalf("relay: %q %v", got, err)
+		}
+		c.Close()
+		// The relay ends once it sees the close; a later echo is queued.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			do(t, api, call{path: "/p2p/send/c1/ECHO%20after"})
+			m := must(do(t, api, call{path: "/p2p/recv/c1/timeout/1"}))
+			if m["data"] == "after" {
+				return
+			}
+		}
+		t.Error("nothing queued after the relay ended")
+	})
+
 	t.Run("origins", func(t *testing.T) { testOrigins(t, api) })
 	t.Run("null-origin pipe from a browser", func(t *testing.T) { testBrowserPipe(t, api) })
 	t.Run("token", func(t *testing.T) { testToken(t, a) })

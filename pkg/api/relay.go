@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -91,54 +92,77 @@ func (s *Server) rawPipe(c net.Conn, req *http.Request, escapedName string, pend
 // largest message a pipe carries, so a fast client costs few system calls.
 const relayChunk = agent.MaxMessage
 
+// relayWriteTimeout bounds one write to a relay's client: a client that
+// stops reading holds the peer back that long, then the relay ends.
+const relayWriteTimeout = 30 * time.Second
+
 // relay copies between an API client's socket and a named connection until
 // either side ends. The connection's all-messages queue is diverted to the
 // relay while it runs: what was queued is written first, then each message
-// as it arrives, and a slow API client holds the peer back instead of
-// losing data. A second relay on the same connection is refused (closed).
+// as it arrives, on the pipe's reader, so a slow API client holds the peer
+// back instead of losing data. A message the client does not take (it left
+// or stopped reading) goes back into the queue. A second relay on the same
+// connection is refused (closed) unless the first ends within about 1 s.
 func (s *Server) relay(raw net.Conn, pending []byte, cn *con) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	defer raw.Close()
 	_ = raw.SetDeadline(time.Time{}) // none of net/http's deadlines
-	in := make(chan []byte, 16)
-	old, err := cn.pipe.Divert(agent.AllMessages, func(m pipe.Message) {
+	var wmu sync.Mutex               // the client's socket; held while queued messages go first
+	stopped := false                 // under wmu: the relay ended, messages go back to the queue
+	write := func(b []byte) error {
+		_ = raw.SetWriteDeadline(time.Now().Add(relayWriteTimeout))
+		_, err := raw.Write(b)
+		return err
+	}
+	handler := func(m pipe.Message) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		if !stopped && write(m.Data) == nil {
+			return
+		}
+		stopped = true
+		cancel()
+		_ = cn.pipe.Requeue(agent.AllMessages, m)
+	}
+	wmu.Lock()
+	// A relay that just ended may still be letting go of the queue.
+	old, err := cn.pipe.Divert(agent.AllMessages, handler)
+	for wait := 5 * time.Millisecond; err != nil && wait < time.Second; wait *= 2 {
 		select {
-		case in <- m.Data:
+		case <-time.After(wait):
 		case <-ctx.Done():
 		}
-	})
+		old, err = cn.pipe.Divert(agent.AllMessages, handler)
+	}
 	if err != nil {
+		wmu.Unlock()
 		return
 	}
-	defer cn.pipe.Undivert(agent.AllMessages)
-	go func() { // peer -> API client
-		defer cancel()
-		for _, m := range old {
-			if _, err := raw.Write(m.Data); err != nil {
-				return
+	for i, m := range old {
+		if write(m.Data) != nil {
+			for _, m := range old[i:] {
+				_ = cn.pipe.Requeue(agent.AllMessages, m)
 			}
+			stopped = true
+			cancel()
+			break
 		}
-		for {
-			select {
-			case b := <-in:
-				if _, err := raw.Write(b); err != nil {
-					return
-				}
-			case <-cn.pipe.Done():
-				for { // the reader has delivered everything: flush it
-					select {
-					case b := <-in:
-						if _, err := raw.Write(b); err != nil {
-							return
-						}
-					default:
-						return
-					}
-				}
-			case <-ctx.Done():
-				return
-			}
+	}
+	wmu.Unlock()
+	defer func() {
+		cancel()
+		raw.Close() // a write in progress fails: its message goes back
+		wmu.Lock()
+		stopped = true
+		wmu.Unlock()
+		cn.pipe.Undivert(agent.AllMessages)
+	}()
+	go func() { // the relay ends with the connection
+		select {
+		case <-cn.pipe.Done():
+			cancel()
+		case <-ctx.Done():
 		}
 	}()
 	go func() { // ends the client's read below when the relay stops

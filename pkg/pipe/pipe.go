@@ -422,6 +422,36 @@ func (p *Pipe) shutdown(err error) {
 	}
 }
 
+// push queues m on sub, dropping the oldest beyond the bounds (p.mu held).
+func (p *Pipe) push(sub *subscription, m Message) {
+	for len(sub.items) > 0 && (len(sub.items) >= sub.max || sub.bytes+len(m.Data) > sub.maxBytes) {
+		sub.bytes -= len(sub.items[0].Data)
+		sub.items[0] = Message{}
+		sub.items = sub.items[1:]
+		p.dropped++
+		if p.opts.Metrics != nil {
+			p.opts.Metrics.Dropped.Inc()
+		}
+	}
+	sub.items = append(sub.items, m)
+	sub.bytes += len(m.Data)
+	close(sub.wake)
+	sub.wake = make(chan struct{})
+}
+
+// Requeue puts a message a diverted handler could not pass on back into
+// subscription s's queue (behind what is queued), so it is not lost.
+func (p *Pipe) Requeue(s Sub, m Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sub, ok := p.subs[s]
+	if !ok {
+		return fmt.Errorf("%w: %+v", ErrNoSub, s)
+	}
+	p.push(sub, m)
+	return nil
+}
+
 // deliver hands m to every matching subscription.
 func (p *Pipe) deliver(m Message) {
 	addr := m.From.String()
@@ -439,19 +469,7 @@ func (p *Pipe) deliver(m Message) {
 			handlers = append(handlers, sub.handler)
 			continue
 		}
-		for len(sub.items) > 0 && (len(sub.items) >= sub.max || sub.bytes+len(m.Data) > sub.maxBytes) {
-			sub.bytes -= len(sub.items[0].Data)
-			sub.items[0] = Message{}
-			sub.items = sub.items[1:]
-			p.dropped++
-			if p.opts.Metrics != nil {
-				p.opts.Metrics.Dropped.Inc()
-			}
-		}
-		sub.items = append(sub.items, m)
-		sub.bytes += len(m.Data)
-		close(sub.wake)
-		sub.wake = make(chan struct{})
+		p.push(sub, m)
 	}
 	p.mu.Unlock()
 	if p.opts.Metrics != nil {

@@ -461,11 +461,20 @@ func TestDivert(t *testing.T) {
 			t.Fatalf("handler got %d, want %d", b, i)
 		}
 	}
+	// A message the handler could not pass on goes back, before later ones.
+	if err := pb.Requeue(all, Message{Data: []byte{8}}); err != nil {
+		t.Fatal(err)
+	}
 	pb.Undivert(all)
 	if err := pa.Send(ctx, []byte{9}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := pb.Recv(ctx, all, 5*time.Second); err != nil || m.Data[0] != 9 {
-		t.Errorf("after Undivert: %v %v", m, err)
+	for _, want := range []byte{8, 9} {
+		if m, err := pb.Recv(ctx, all, 5*time.Second); err != nil || m.Data[0] != want {
+			t.Errorf("after Undivert: %v %v, want %d", m, err, want)
+		}
+	}
+	if err := pb.Requeue(Sub{Msg: "nope"}, Message{}); !errors.Is(err, ErrNoSub) {
+		t.Errorf("Requeue on no subscription: %v", err)
 	}
 }
