@@ -95,6 +95,24 @@ func TestBrowser(t *testing.T) {
 		t.Logf("status page screenshot: %s", path)
 	})
 
+	t.Run("status page with a token", func(t *testing.T) {
+		s, err := New(Config{Backend: a.Agent, Listen: []string{"127.0.0.1:0"}, Token: "sesame", Version: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		base := "http://" + s.Addrs()[0].String()
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?token=sesame"), waitText("#node_id", a.ID()), waitText("#live", "live")); err != nil {
+			t.Fatalf("status page with ?token: %v", err)
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), waitText("body", "Missing or wrong API token")); err != nil {
+			t.Fatalf("status page without the token: %v", err)
+		}
+	})
+
 	t.Run("loopback dev page and sandboxed iframe", func(t *testing.T) {
 		if m := must(do(t, api, call{path: "/p2p/open/web/self"})); m["error"] != 0.0 {
 			t.Fatalf("open: %v", m)
