@@ -18,10 +18,11 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/natlab"
 )
 
-// apiFor runs the API on a loopback port in front of a lab agent.
-func apiFor(t testing.TB, a *agenttest.Agent) (*Server, string) {
+// startAPI runs an API with cfg on a loopback port until the test ends.
+func startAPI(t testing.TB, cfg Config) (*Server, string) {
 	t.Helper()
-	s, err := New(Config{Backend: a.Agent, Listen: []string{"127.0.0.1:0"}, Gatherer: a.Reg, Version: "test"})
+	cfg.Listen = []string{"127.0.0.1:0"}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,12 +30,20 @@ func apiFor(t testing.TB, a *agenttest.Agent) (*Server, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	return s, "http://" + s.Addrs()[0].String()
+}
+
+// apiFor runs the API on a loopback port in front of a lab agent and hands
+// it the agent's inbound pipes.
+func apiFor(t testing.TB, a *agenttest.Agent) (*Server, string) {
+	t.Helper()
+	s, base := startAPI(t, Config{Backend: a.Agent, Gatherer: a.Reg, Version: "test"})
 	go func() {
 		for p := range a.Inbound {
 			s.Inbound(p)
 		}
 	}()
-	return s, "http://" + s.Addrs()[0].String()
+	return s, base
 }
 
 type call struct {

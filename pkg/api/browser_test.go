@@ -96,15 +96,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("status page with a token", func(t *testing.T) {
-		s, err := New(Config{Backend: a.Agent, Listen: []string{"127.0.0.1:0"}, Token: "sesame", Version: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		base := "http://" + s.Addrs()[0].String()
+		_, base := startAPI(t, Config{Backend: a.Agent, Token: "sesame", Version: "test"})
 		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?token=sesame"), waitText("#node_id", a.ID()), waitText("#live", "live")); err != nil {
 			t.Fatalf("status page with ?token: %v", err)
 		}

@@ -165,15 +165,7 @@ func testToken(t *testing.T, a *agenttest.Agent) {
 	if again, err := LoadOrCreateToken(path); err != nil || again != tok {
 		t.Fatalf("token not kept: %v", err)
 	}
-	s, err := New(Config{Backend: a.Agent, Listen: []string{"127.0.0.1:0"}, Token: tok, AllowNullOrigin: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	base := "http://" + s.Addrs()[0].String()
+	s, base := startAPI(t, Config{Backend: a.Agent, Token: tok, AllowNullOrigin: true})
 	tests := []struct {
 		name, path, auth, origin string
 		ok                       bool
