@@ -231,7 +231,7 @@ func testToken(t *testing.T, a *agenttest.Agent) {
 		if err := os.Chmod(path, 0o640); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ReadToken(path); err == nil || !strings.Contains(err.Error(), "0600") {
+		if _, err := ReadToken(path); err == nil || !strings.Contains(err.Error(), "must be 0600") {
 			t.Errorf("got %v", err)
 		}
 	})

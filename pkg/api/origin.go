@@ -10,10 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/p2pd-go/p2pd/pkg/identity"
 )
 
 // loopbackHost reports whether a Host header names this machine (DNS
@@ -106,8 +107,9 @@ func checkToken(want, authorization, query string) bool {
 const TokenFile = "api-token"
 
 // LoadOrCreateToken reads the API token from path, creating it (32 random
-// bytes as hex, mode 0600) if it does not exist. A token file that group
-// or others can read is refused: the token would protect nothing.
+// bytes as hex) if it does not exist, readable only by this user (0600 on
+// Unix, an owner-only access list on Windows, as the node key). A token
+// file others can read is refused: the token would protect nothing.
 func LoadOrCreateToken(path string) (string, error) {
 	tok, err := ReadToken(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
@@ -118,36 +120,21 @@ func LoadOrCreateToken(path string) (string, error) {
 		return "", fmt.Errorf("api: token: %w", err)
 	}
 	tok = hex.EncodeToString(b)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("api: token: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("api: token: %w", err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("api: token: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := identity.WritePrivate(filepath.Dir(path), filepath.Base(path), []byte(tok+"\n")); err != nil {
+		if errors.Is(err, fs.ErrExist) { // another process made it meanwhile
+			return ReadToken(path)
+		}
 		return "", fmt.Errorf("api: token: %w", err)
 	}
 	return tok, nil
 }
 
-// ReadToken reads an existing token file, refusing one that group or
-// others may read or that is empty.
+// ReadToken reads an existing token file, refusing one that others may
+// read, or that is empty.
 func ReadToken(path string) (string, error) {
-	st, err := os.Stat(path)
+	b, err := identity.ReadPrivate(path, 4096)
 	if err != nil {
-		return "", fmt.Errorf("api: token: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("api: token file %s has mode %04o: make it 0600 (chmod 600 %s)", path, st.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("api: token: %w", err)
+		return "", fmt.Errorf("api: token file: %w", err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
