@@ -39,7 +39,7 @@ var commands = map[string]command{
 	"addr":    {usage: "addr                      print this agent's peer address", path: func([]string) string { return "/p2p/addr" }},
 	"ifs":     {usage: "ifs                       interfaces, routes and NAT", path: func([]string) string { return "/p2p/ifs" }},
 	"cons":    {usage: "cons                      open connections (inbound ones are named in1, in2, ...)", path: func([]string) string { return "/p2p/cons" }},
-	"open":    {usage: "open NAME ADDR|self       connect to a peer and name the connection", args: 2, path: func(a []string) string { return "/p2p/open/" + esc(a[0]) + "/" + esc(a[1]) }},
+	"open":    {usage: openUsage, args: 2, setup: openCommand},
 	"con":     {usage: "con NAME                  one connection's details", args: 1, path: func(a []string) string { return "/p2p/con/" + esc(a[0]) }},
 	"send":    {usage: "send NAME TEXT            send a message (try: send NAME 'ECHO hi')", args: 2, path: func(a []string) string { return "/p2p/send/" + esc(a[0]) + "/" + esc(strings.Join(a[1:], " ")) }},
 	"recv": {usage: "recv NAME [TIMEOUT_S]     receive the next message", args: 1, path: func(a []string) string {
@@ -175,11 +175,7 @@ func client(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if err != nil {
 		return err // printed once, by main
 	}
-	stdout.Write(body)
-	if len(body) > 0 && body[len(body)-1] != '\n' {
-		fmt.Fprintln(stdout)
-	}
-	return nil
+	return printBody(stdout, body)
 }
 
 func envOr(name, def string) string {

@@ -77,7 +77,7 @@ func TestVersionFlag(t *testing.T) {
 func TestClientErrors(t *testing.T) {
 	var out, errb bytes.Buffer
 	err := client(context.Background(), []string{"open", "onlyname"}, strings.NewReader(""), &out, &errb)
-	if err == nil || !strings.Contains(err.Error(), "usage: agent open NAME") {
+	if err == nil || !strings.Contains(err.Error(), "usage: agent open [--strategies") {
 		t.Errorf("missing argument: %v", err)
 	}
 	err = client(context.Background(), []string{"addr", "--api-url", "http://127.0.0.1:1"}, strings.NewReader(""), &out, &errb)

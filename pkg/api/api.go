@@ -57,7 +57,7 @@ type Backend interface {
 	ID() string
 	Address() (peeraddr.Address, error)
 	Interfaces() []netif.Interface
-	Connect(ctx context.Context, addr string, strategies ...string) (*agent.Pipe, node.Report, error)
+	ConnectWith(ctx context.Context, addr string, o node.Options) (*agent.Pipe, node.Report, error)
 }
 
 // Config configures the API server.

@@ -19,6 +19,6 @@ func (nilBackend) Address() (peeraddr.Address, error) {
 	return peeraddr.Address{}, errors.New("not started")
 }
 func (nilBackend) Interfaces() []netif.Interface { return nil }
-func (nilBackend) Connect(context.Context, string, ...string) (*agent.Pipe, node.Report, error) {
+func (nilBackend) ConnectWith(context.Context, string, node.Options) (*agent.Pipe, node.Report, error) {
 	return nil, node.Report{}, errors.New("not started")
 }

@@ -148,6 +148,10 @@ func (s *Server) open(c echo.Context) error {
 		}
 		target = a.String()
 	}
+	opts, err := connectOptions(c.QueryParams())
+	if err != nil {
+		return fail(c, errBadInput, err.Error())
+	}
 	if !s.cons.reserve(n) {
 		return fail(c, errExists, fmt.Sprintf("a connection named %q exists", n))
 	}
@@ -160,7 +164,7 @@ func (s *Server) open(c echo.Context) error {
 		s.failures.add(n, target, msg, node.Report{})
 		return reply(c, map[string]any{"error": errConnect, "msg": msg, "name": n})
 	}
-	p, rep, err := s.cfg.Backend.Connect(ctx, target)
+	p, rep, err := s.cfg.Backend.ConnectWith(ctx, target, opts)
 	if err != nil {
 		s.cons.release(n)
 		s.failures.add(n, target, err.Error(), rep)
