@@ -1,0 +1,92 @@
+package punch
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestOfferRoundTrip(t *testing.T) {
+	now := time.Now()
+	o := Offer{At: now.Add(time.Second).UnixMicro(), Sent: now.UnixMicro(), Uncertainty: 1500,
+		Targets: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.7:20001"), netip.MustParseAddrPort("[2001:db8::1]:10001")}}
+	b, err := o.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseOffer(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.At != o.At || got.Sent != o.Sent || got.ClockUncertainty() != 1500*time.Microsecond || len(got.Targets) != 2 || got.Targets[0] != o.Targets[0] {
+		t.Fatalf("round trip: %+v, want %+v", got, o)
+	}
+}
+
+func TestParseOfferRefuses(t *testing.T) {
+	for _, tt := range []struct{ name, in string }{
+		{"empty", ``},
+		{"not json", `PUNCH`},
+		{"unknown field", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"x":1}`},
+		{"no targets", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[]}`},
+		{"zero port", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:0"]}`},
+		{"loopback", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["127.0.0.1:80"]}`},
+		{"multicast", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["224.0.0.1:80"]}`},
+		{"bad address", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["nowhere:80"]}`},
+		{"no time", `{"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"]}`},
+		{"negative uncertainty", `{"at_us":1,"sent_us":1,"unc_us":-1,"targets":["203.0.113.1:1"]}`},
+		{"huge uncertainty", `{"at_us":1,"sent_us":1,"unc_us":600000000,"targets":["203.0.113.1:1"]}`},
+		{"trailing data", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"]} {}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := ParseOffer([]byte(tt.in)); !errors.Is(err, ErrBadOffer) {
+				t.Fatalf("ParseOffer(%s) = %v, want ErrBadOffer", tt.in, err)
+			}
+		})
+	}
+}
+
+func TestMeetAt(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		name            string
+		rtt, mine, peer time.Duration
+		want            time.Duration
+	}{
+		{"fast signalling uses the floor", 40 * time.Millisecond, 0, 0, MinLead},
+		{"slow signalling", 400 * time.Millisecond, 0, 0, 600 * time.Millisecond},
+		{"uncertainties add", 400 * time.Millisecond, 5 * time.Millisecond, 7 * time.Millisecond, 612 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := MeetAt(now, tt.rtt, tt.mine, tt.peer).Sub(now); got != tt.want {
+				t.Fatalf("lead %s, want %s", got, tt.want)
+			}
+		})
+	}
+	at := now.Add(100 * time.Millisecond)
+	if TooLate(now, at, 20*time.Millisecond, 10*time.Millisecond) {
+		t.Error("an offer with 100 ms to go and a 30 ms answer path is not late")
+	}
+	if !TooLate(now, at, 80*time.Millisecond, 30*time.Millisecond) {
+		t.Error("an offer whose answer cannot arrive before the meeting is late")
+	}
+}
+
+func FuzzParseOffer(f *testing.F) {
+	f.Add([]byte(`{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"]}`))
+	f.Add([]byte(`{"answer":true,"at_us":99,"sent_us":98,"unc_us":5,"targets":["[2001:db8::1]:10001"]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := ParseOffer(b)
+		if err != nil {
+			return
+		}
+		out, err := o.Marshal()
+		if err != nil {
+			t.Fatalf("a parsed offer does not marshal: %v", err)
+		}
+		if _, err := ParseOffer(out); err != nil {
+			t.Fatalf("re-parse: %v", err)
+		}
+	})
+}
