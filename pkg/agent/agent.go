@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/p2pd-go/p2pd/internal/sock"
+	"github.com/p2pd-go/p2pd/pkg/clock"
 	"github.com/p2pd-go/p2pd/pkg/identity"
 	"github.com/p2pd-go/p2pd/pkg/netif"
 	"github.com/p2pd-go/p2pd/pkg/node"
@@ -76,8 +77,10 @@ type Config struct {
 	NoPortMap bool
 	// StartTimeout bounds interface resolution and broker connection.
 	StartTimeout time.Duration
-	Registry     prometheus.Registerer
-	Log          *slog.Logger
+	// Clock configures the meeting-time clock of hole punching (clock.go).
+	Clock    ClockConfig
+	Registry prometheus.Registerer
+	Log      *slog.Logger
 }
 
 // Pipe is an authenticated pipe to a peer with P2PD pipe semantics.
@@ -120,6 +123,7 @@ type Agent struct {
 	relay      *relay.Client // nil without Config.Relay
 	closeOnce  sync.Once
 	cancel     context.CancelFunc
+	clock      *clock.Clock
 }
 
 // New checks cfg; Start brings the agent up.
@@ -205,7 +209,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	var extra []node.Strategy
+	if a.clock, err = a.newClock(); err != nil {
+		return err
+	}
+	extra := []node.Strategy{newPunchStrategy(a)}
 	var rs *relayStrategy
 	if a.cfg.Relay != nil {
 		if a.relay, err = a.newRelay(); err != nil {
@@ -239,6 +246,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.startRelay(ctx, bg, rs)
 	}
 	a.holdNodePorts(ctx)
+	a.runClock()
 	if !a.cfg.NoPortMap {
 		a.startPortMap()
 	}

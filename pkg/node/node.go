@@ -97,6 +97,7 @@ type Node struct {
 	cancel  context.CancelFunc
 	// strategies are direct, reverse, then Config.Extra.
 	strategies []Strategy
+	claims     []*claim // punches awaiting raw connections (claim.go)
 }
 
 type waiter struct {
@@ -229,6 +230,9 @@ func (n *Node) acceptLoop(ln net.Listener) {
 			}
 			n.cfg.Log.Warn("node accept", "err", err)
 			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if n.claimed(c) {
 			continue
 		}
 		ip := remoteIP(c)

@@ -42,7 +42,9 @@ func (o Offer) MeetingTime() time.Time { return time.UnixMicro(o.At) }
 func (o Offer) SentTime() time.Time { return time.UnixMicro(o.Sent) }
 
 // ClockUncertainty is Uncertainty as a duration.
-func (o Offer) ClockUncertainty() time.Duration { return time.Duration(o.Uncertainty) * time.Microsecond }
+func (o Offer) ClockUncertainty() time.Duration {
+	return time.Duration(o.Uncertainty) * time.Microsecond
+}
 
 // Validate checks the fields.
 func (o Offer) Validate() error {

@@ -48,6 +48,15 @@ func newTCPConn(c net.Conn) *TCPConn {
 // Close closes the connection.
 func (t *TCPConn) Close() error { return t.c.Close() }
 
+// Abort closes the connection with a RST (SO_LINGER 0), so no TIME_WAIT
+// holds its 4-tuple: a punch port can ask the same server again at once.
+func (t *TCPConn) Abort() error {
+	if tc, ok := t.c.(interface{ SetLinger(int) error }); ok {
+		_ = tc.SetLinger(0)
+	}
+	return t.c.Close()
+}
+
 // LocalAddr is the connection's local address.
 func (t *TCPConn) LocalAddr() netip.AddrPort {
 	return netAddrPortUnmap(t.c.LocalAddr().(*net.TCPAddr).AddrPort())

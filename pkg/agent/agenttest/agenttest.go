@@ -90,7 +90,7 @@ func NewStack(t testing.TB, lab *natlab.Lab, brokers ...string) *Stack {
 	addrs := lab.AllocWAN(2, 0)
 	s := &Stack{Srv: lab.AddServer("stack", addrs...), A1: addrs[0], A2: addrs[1]}
 	stund := testbin.Build(t, "cmd/stund")
-	s.Srv.Start(t, stund, "--primary-ip4", s.A1.String(), "--alternate-ip4", s.A2.String(), "--admin", "")
+	s.Srv.Start(t, stund, "--primary-ip4", s.A1.String(), "--alternate-ip4", s.A2.String(), "--ntp", "--admin", "")
 	s.STUN = []netip.AddrPort{netip.AddrPortFrom(s.A1, 3478), netip.AddrPortFrom(s.A2, 3478)}
 	for i, kind := range brokers {
 		addr := netip.AddrPortFrom(addrs[i%2], uint16(1883+i))

@@ -1,0 +1,64 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/p2pd-go/p2pd/pkg/clock"
+)
+
+// ClockConfig configures the corrected clock the agent agrees meeting
+// times with (hole punching). The zero value queries SNTP on the hosts of
+// Config.STUNServers (what stund --ntp answers on a private stack).
+type ClockConfig struct {
+	// Servers are NTP/SNTP servers ("host", "host:port", "IP", "IP:port");
+	// empty: the STUN servers' hosts on port 123.
+	Servers []string
+	// Now is the local clock (nil: time.Now). Tests inject a skewed clock
+	// here: every NAT-lab namespace shares one wall clock.
+	Now func() time.Time
+	// Interval between syncs (0: clock.DefaultInterval).
+	Interval time.Duration
+}
+
+// newClock builds the agent's clock from its configuration.
+//
+// TODO(punch): pass a signalling RTT hook (clock.Config.RTT) once
+// signalling has an echo exchange, so an agent with no NTP answer falls
+// back to RTT/2 instead of clock.DefaultUnsynced.
+func (a *Agent) newClock() (*clock.Clock, error) {
+	c, err := clock.New(clock.Config{
+		Servers: a.cfg.Clock.Servers, STUNServers: a.cfg.STUNServers, Interval: a.cfg.Clock.Interval,
+		Net: a.cfg.Net, Now: a.cfg.Clock.Now, Registry: a.cfg.Registry, Log: a.cfg.Log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return c, nil
+}
+
+// runClock syncs the clock in the background (now, then every Interval)
+// until the agent stops. Until the first sync ends the clock reports
+// source "none" with a wide uncertainty, which a punch adds to its meeting
+// time: it still meets, later.
+func (a *Agent) runClock() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		select {
+		case <-a.stop:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	go func() {
+		defer a.wg.Done()
+		defer cancel()
+		_ = a.clock.Run(ctx)
+	}()
+}
+
+// Clock is the agent's corrected clock (nil before Start).
+func (a *Agent) Clock() *clock.Clock { return a.clock }

@@ -1,0 +1,78 @@
+package agent_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/p2pd-go/p2pd/pkg/agent"
+	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
+	"github.com/p2pd-go/p2pd/pkg/clock"
+	"github.com/p2pd-go/p2pd/pkg/natlab"
+	"github.com/p2pd-go/p2pd/pkg/node"
+)
+
+// waitNTP waits until the agent's clock synced with the stack's SNTP
+// (stund --ntp); a host whose UDP is blocked never does.
+func waitNTP(t *testing.T, a *agenttest.Agent) clock.Status {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := a.Clock().Status()
+		if st.Source == clock.SourceNTP {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent clock never synced: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// punchPair connects two agents behind NATs where neither direct nor
+// reverse connect can work, so the plan skips both and the punch wins.
+func punchPair(t *testing.T, ab, bb natlab.Behaviour, change func(*agent.Config)) {
+	lab := natlab.New(t)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	a := agenttest.StartAgentWith(t, lab.AddRouter("ra", ab).AddHost("a"), s, change)
+	b := agenttest.StartAgent(t, lab.AddRouter("rb", bb).AddHost("b"), s)
+	for _, x := range []struct {
+		ag *agenttest.Agent
+		bh natlab.Behaviour
+	}{{a, ab}, {b, bb}} {
+		if x.bh != natlab.UDPBlocked {
+			st := waitNTP(t, x.ag)
+			t.Logf("%s clock: offset %s ± %s", x.bh, st.Offset, st.Uncertainty)
+		}
+	}
+	for _, dir := range []struct {
+		name     string
+		from, to *agenttest.Agent
+	}{{"a to b", a, b}, {"b to a", b, a}} {
+		t.Run(dir.name, func(t *testing.T) {
+			start := time.Now()
+			connect(t, dir.from, dir.to, node.KindPunch)
+			t.Logf("punched pipe in %s", time.Since(start))
+		})
+	}
+}
+
+func TestLabPunch(t *testing.T) {
+	for _, tt := range []struct{ a, b natlab.Behaviour }{
+		{natlab.PortRestrictedCone, natlab.PortRestrictedCone},
+		{natlab.RestrictedCone, natlab.PortRestrictedCone},
+		{natlab.SymmetricSequential, natlab.PortRestrictedCone},
+		{natlab.UDPBlocked, natlab.PortRestrictedCone},
+	} {
+		t.Run(tt.a.String()+"/"+tt.b.String(), func(t *testing.T) { punchPair(t, tt.a, tt.b, nil) })
+	}
+}
+
+// TestLabPunchSkewedClock: every lab namespace shares one wall clock, so
+// one agent's local clock is set 7 s ahead; its NTP sync measures and
+// removes the skew, and the punch still meets.
+func TestLabPunchSkewedClock(t *testing.T) {
+	const skew = 7 * time.Second
+	punchPair(t, natlab.PortRestrictedCone, natlab.PortRestrictedCone, func(c *agent.Config) {
+		c.Clock.Now = func() time.Time { return time.Now().Add(skew) }
+	})
+}

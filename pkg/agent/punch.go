@@ -1,0 +1,436 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/p2pd-go/p2pd/pkg/identity"
+	"github.com/p2pd-go/p2pd/pkg/nat"
+	"github.com/p2pd-go/p2pd/pkg/node"
+	"github.com/p2pd-go/p2pd/pkg/peeraddr"
+	"github.com/p2pd-go/p2pd/pkg/punch"
+	"github.com/p2pd-go/p2pd/pkg/signal"
+	"github.com/p2pd-go/p2pd/pkg/stun"
+)
+
+// The punch strategy: the connecting side sends a PUNCH offer over
+// signalling with its punch port's external endpoints (the node port's
+// mapping, or its NAT's predicted next ports) and a meeting time on its
+// corrected clock; the peer answers with its own endpoints and the same
+// time, or a later one when the offer came too late. At that time both dial
+// each other from the node port (pkg/punch). The lower node id runs the
+// Noise initiator on what opens; the other side serves it through the node,
+// which hands the pipe over by its pipe id; so exactly one pipe survives.
+
+const (
+	// punchPredictions is how many predicted ports a sequential NAT's side
+	// offers (other flows through the NAT may take ports first).
+	punchPredictions = 8
+	// maxPunchResponses bounds the punches the agent runs for peers' offers
+	// at once; more offers are dropped.
+	maxPunchResponses = 8
+	// punchTTL is the signalling TTL of PUNCH messages, in seconds.
+	punchTTL = 10
+)
+
+type punchStrategy struct {
+	a     *Agent
+	slots chan struct{} // responder punches under way
+
+	mu      sync.Mutex
+	pending map[string]pendingPunch // offers sent, awaiting the answer, by pipe id
+	rtt     map[string]time.Duration
+}
+
+type pendingPunch struct {
+	peer string
+	ch   chan punch.Offer
+}
+
+func newPunchStrategy(a *Agent) *punchStrategy {
+	return &punchStrategy{a: a, slots: make(chan struct{}, maxPunchResponses),
+		pending: map[string]pendingPunch{}, rtt: map[string]time.Duration{}}
+}
+
+func (*punchStrategy) Name() string { return node.KindPunch }
+
+// blocks picks the IPv4 blocks a punch uses: ours with a node port mapping
+// (the first when none has one yet), and the peer's first.
+func (p *punchStrategy) blocks(mine, to peeraddr.Address) (peeraddr.Block, peeraddr.Block, error) {
+	if len(mine.IPv4) == 0 {
+		return peeraddr.Block{}, peeraddr.Block{}, errors.New("we have no IPv4 route to punch from")
+	}
+	if len(to.IPv4) == 0 {
+		return peeraddr.Block{}, peeraddr.Block{}, errors.New("the peer has no IPv4 block")
+	}
+	m := mine.IPv4[0]
+	maps := p.a.NodeMappings()
+	for _, b := range mine.IPv4 {
+		if _, ok := maps[b.NIC]; ok {
+			m = b
+			break
+		}
+	}
+	return m, to.IPv4[0], nil
+}
+
+// decide is the plan for a punch between the two addresses.
+func (p *punchStrategy) decide(mine, to peeraddr.Address) punch.Decision {
+	if p.a.sig == nil || p.a.clock == nil {
+		return punch.Decision{Reason: "no signalling or clock"}
+	}
+	m, t, err := p.blocks(mine, to)
+	if err != nil {
+		return punch.Decision{Reason: err.Error()}
+	}
+	return punch.Plan(punch.ProfileOf(m), punch.ProfileOf(t))
+}
+
+// Plan skips the punch when the two NAT profiles rule it out.
+func (p *punchStrategy) Plan(at node.Attempt) string {
+	if d := p.decide(at.Mine, at.To); !d.OK {
+		return d.Reason
+	}
+	return ""
+}
+
+// Explain says why the punch will run (agent plan).
+func (p *punchStrategy) Explain(at node.Attempt) string { return p.decide(at.Mine, at.To).Reason }
+
+func (*punchStrategy) SignalTypes() []signal.Type { return []signal.Type{signal.TypePunch} }
+
+// Connect sends the offer, waits for the answer and punches.
+func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.SecureConn, error) {
+	mine, peer, err := p.blocks(at.Mine, at.To)
+	if err != nil {
+		return nil, err
+	}
+	local := netip.AddrPortFrom(mine.NIC, uint16(p.a.cfg.Port))
+	targets, err := p.ownTargets(ctx, local, mine, peer)
+	if err != nil {
+		return nil, err
+	}
+	ck := p.a.clock
+	p.mu.Lock()
+	rtt := p.rtt[at.To.NodeID]
+	p.mu.Unlock()
+	now := ck.Now()
+	unc := ck.Uncertainty()
+	// The peer's uncertainty is not known before its answer: assume it is
+	// like ours. A peer with a worse clock answers with a later time.
+	offer := punch.Offer{At: punch.MeetAt(now, rtt, unc, unc).UnixMicro(), Sent: now.UnixMicro(),
+		Uncertainty: unc.Microseconds(), Targets: targets}
+	ch := make(chan punch.Offer, 1)
+	p.mu.Lock()
+	p.pending[at.PipeID] = pendingPunch{peer: at.To.NodeID, ch: ch}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.pending, at.PipeID)
+		p.mu.Unlock()
+	}()
+	sent := time.Now()
+	if err := p.send(ctx, at.To, at.PipeID, offer); err != nil {
+		return nil, err
+	}
+	var ans punch.Offer
+	select {
+	case ans = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("no PUNCH answer: %w", ctx.Err())
+	}
+	took := time.Since(sent)
+	p.mu.Lock()
+	p.rtt[at.To.NodeID] = took
+	p.mu.Unlock()
+	meet := ans.MeetingTime()
+	p.a.cfg.Log.Debug("punch: answer", "peer", at.To.NodeID, "signalling_rtt", took,
+		"meet_in", meet.Sub(ck.Now()), "moved", ans.At != offer.At, "targets", ans.Targets)
+	return p.run(ctx, at.Peer, at.PipeID, local, ans.Targets, meet)
+}
+
+// send sends a PUNCH message with our address.
+func (p *punchStrategy) send(ctx context.Context, to peeraddr.Address, pipeID string, o punch.Offer) error {
+	payload, err := o.Marshal()
+	if err != nil {
+		return err
+	}
+	mine, err := p.a.Address()
+	if err != nil {
+		return err
+	}
+	if err := p.a.sig.SendTo(ctx, to, signal.Body{Type: signal.TypePunch, PipeID: pipeID, TTL: punchTTL,
+		SrcAddr: mine.String(), Payload: payload}); err != nil {
+		return fmt.Errorf("send PUNCH: %w", err)
+	}
+	return nil
+}
+
+// ownTargets are the external endpoints of our punch port the peer dials:
+// the NIC address behind the same router; a symmetric NAT's predicted next
+// ports, from a fresh mapping of the punch port; else the node port's
+// mapping.
+func (p *punchStrategy) ownTargets(ctx context.Context, local netip.AddrPort, mine, peer peeraddr.Block) ([]netip.AddrPort, error) {
+	if mine.Ext == peer.Ext {
+		return []netip.AddrPort{local}, nil
+	}
+	if nat.Type(mine.NATType) == nat.SymmetricNAT {
+		mapped, err := p.freshMapping(ctx, local)
+		if err != nil {
+			return nil, fmt.Errorf("our symmetric NAT's next port: %w", err)
+		}
+		pr := nat.Predictor{Type: nat.SymmetricNAT, Delta: nat.Delta{Type: nat.DeltaType(mine.DeltaType), Value: mine.DeltaValue}}
+		ports, err := pr.Predict(nat.Mapping{Local: int(local.Port()), External: int(mapped.Port())}, int(local.Port()), punchPredictions)
+		if err != nil {
+			// Random ports: our SYN still opens a restricted-cone peer's
+			// filter for our address; its port is a guess.
+			return []netip.AddrPort{mapped}, nil
+		}
+		out := make([]netip.AddrPort, len(ports))
+		for i, port := range ports {
+			out[i] = netip.AddrPortFrom(mapped.Addr(), uint16(port))
+		}
+		return out, nil
+	}
+	if m, ok := p.a.NodeMappings()[local.Addr()]; ok {
+		return []netip.AddrPort{m}, nil
+	}
+	return []netip.AddrPort{netip.AddrPortFrom(mine.Ext, mine.Port)}, nil
+}
+
+// freshMapping asks a STUN server over TCP from the punch port for its
+// current mapping: on a symmetric NAT the next ports follow from it. The
+// server the node port's keeper holds a connection to is busy (one
+// connection per 4-tuple), so each server is tried in turn.
+func (p *punchStrategy) freshMapping(ctx context.Context, local netip.AddrPort) (netip.AddrPort, error) {
+	o := node.PortOptions()
+	o.Local = local
+	var errs []error
+	for _, srv := range p.a.cfg.STUNServers {
+		if !srv.Addr().Is4() {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, stun.DefaultTimeout)
+		c, err := stun.DialTCPWith(dctx, p.a.cfg.Net, srv, o)
+		if err != nil {
+			cancel()
+			errs = append(errs, err)
+			continue
+		}
+		r, err := c.Do(dctx, stun.Request{Server: srv})
+		cancel()
+		_ = c.Abort() // no TIME_WAIT: the next punch may ask again
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return r.Mapped, nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("no STUN server answered over TCP from %s: %w", local, errors.Join(errs...))
+}
+
+// run punches toward targets at meet and returns the authenticated pipe.
+func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pipeID string, local netip.AddrPort, targets []netip.AddrPort, meet time.Time) (*node.SecureConn, error) {
+	n := p.a.node
+	peerID := identity.NodeID(peer)
+	initiator := punch.Initiator(p.a.ID(), peerID)
+	var await <-chan *node.SecureConn
+	if !initiator {
+		ch, done := n.Await(pipeID, peerID)
+		defer done()
+		await = ch
+	}
+	want := make(map[netip.AddrPort]bool, len(targets))
+	for _, t := range targets {
+		want[t] = true
+	}
+	accepted, release := n.Claim(func(ap netip.AddrPort) bool { return want[ap] })
+	defer release()
+	o := node.PortOptions()
+	o.Local = local
+	cfg := punch.Config{Net: p.a.cfg.Net, Options: o, Targets: targets, At: meet, Now: p.a.clock.Now,
+		Accepted: accepted, Log: p.a.cfg.Log}
+	hello := node.Hello{PipeID: pipeID, Kind: node.KindPunch}
+	var won *node.SecureConn
+	found := func(c net.Conn) bool {
+		if !initiator {
+			n.Serve(c) // its pipe comes back through await
+			return false
+		}
+		sc, err := n.Secure(ctx, c, peer, hello)
+		if err != nil {
+			p.a.cfg.Log.Debug("punch: handshake", "remote", c.RemoteAddr(), "err", err)
+			return false
+		}
+		won = sc
+		return true
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		st  punch.Stats
+		err error
+	}
+	res := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		st, err := punch.Run(pctx, cfg, found)
+		res <- result{st, err}
+	}()
+	var r result
+	select {
+	case sc := <-await: // nil channel for the initiator
+		cancel()
+		r = <-res
+		won, r.err = sc, nil
+	case r = <-res:
+		if r.err != nil && await != nil {
+			select { // the pipe may have come as the punch ended
+			case sc := <-await:
+				won, r.err = sc, nil
+			default:
+			}
+		}
+	}
+	p.a.cfg.Log.Debug("punch: done", "peer", peerID, "initiator", initiator, "stats", r.st,
+		"after_meeting", time.Since(start)-meet.Sub(p.a.clock.Now().Add(-time.Since(start))), "err", r.err)
+	if r.err != nil {
+		return nil, fmt.Errorf("%w (%d dials, %d refused, %d via the listener)", r.err, r.st.Dials, r.st.Refused, r.st.Accepted)
+	}
+	return won, nil
+}
+
+// HandleSignal takes PUNCH answers for our offers, and offers from peers.
+func (p *punchStrategy) HandleSignal(m *signal.Message) {
+	o, err := punch.ParseOffer(m.Payload)
+	if err != nil {
+		p.a.cfg.Log.Info("PUNCH dropped", "from", m.FromID(), "err", err)
+		return
+	}
+	if o.Answer {
+		p.mu.Lock()
+		pp, ok := p.pending[m.PipeID]
+		p.mu.Unlock()
+		if !ok || pp.peer != m.FromID() {
+			p.a.cfg.Log.Info("PUNCH answer for no offer of ours dropped", "from", m.FromID())
+			return
+		}
+		select {
+		case pp.ch <- o:
+		default:
+		}
+		return
+	}
+	from, err := p.checkOffer(m, o)
+	if err != nil {
+		p.a.cfg.Log.Info("PUNCH offer dropped", "from", m.FromID(), "err", err)
+		return
+	}
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		p.a.cfg.Log.Info("PUNCH offer dropped: too many punches under way", "from", m.FromID())
+		return
+	}
+	p.a.wg.Add(1)
+	go func() {
+		defer p.a.wg.Done()
+		defer func() { <-p.slots }()
+		if err := p.respond(m, from, o); err != nil {
+			p.a.cfg.Log.Info("punch for a peer's offer failed", "from", m.FromID(), "err", err)
+		}
+	}()
+}
+
+// checkOffer refuses an offer we must not act on: a sender address that is
+// not the sender's, targets that are not the sender's external (or, behind
+// our router, NIC) addresses, which would make us dial third parties, or a
+// pair the plan rules out.
+func (p *punchStrategy) checkOffer(m *signal.Message, o punch.Offer) (peeraddr.Address, error) {
+	from, err := peeraddr.Parse(m.SrcAddr)
+	if err != nil {
+		return from, err
+	}
+	if from.NodeID != m.FromID() {
+		return from, fmt.Errorf("the address is node %s's", from.NodeID)
+	}
+	mine, err := p.a.Address()
+	if err != nil {
+		return from, err
+	}
+	ok := map[netip.Addr]bool{}
+	for _, b := range from.IPv4 {
+		ok[b.Ext] = true
+		if sameRouterBlock(b, mine.IPv4) {
+			ok[b.NIC] = true
+		}
+	}
+	for _, t := range o.Targets {
+		if !ok[t.Addr()] {
+			return from, fmt.Errorf("target %s is not an address of the sender's", t)
+		}
+	}
+	if d := p.decide(mine, from); !d.OK {
+		return from, fmt.Errorf("plan: %s", d.Reason)
+	}
+	return from, nil
+}
+
+func sameRouterBlock(b peeraddr.Block, mine []peeraddr.Block) bool {
+	for _, x := range mine {
+		if x.Ext == b.Ext {
+			return true
+		}
+	}
+	return false
+}
+
+// respond answers an offer and punches; the pipe goes to the application
+// like any inbound pipe.
+func (p *punchStrategy) respond(m *signal.Message, from peeraddr.Address, o punch.Offer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.a.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	mineAddr, err := p.a.Address()
+	if err != nil {
+		return err
+	}
+	mine, peer, err := p.blocks(mineAddr, from)
+	if err != nil {
+		return err
+	}
+	local := netip.AddrPortFrom(mine.NIC, uint16(p.a.cfg.Port))
+	targets, err := p.ownTargets(ctx, local, mine, peer)
+	if err != nil {
+		return err
+	}
+	ck := p.a.clock
+	now, unc := ck.Now(), ck.Uncertainty()
+	meet := o.MeetingTime()
+	oneWay := max(now.Sub(o.SentTime()), 0)
+	if punch.TooLate(now, meet, oneWay, unc) {
+		meet = punch.MeetAt(now, 2*oneWay, unc, o.ClockUncertainty())
+		p.a.cfg.Log.Debug("punch: offer came too late; new meeting time", "from", m.FromID(), "one_way", oneWay, "meet_in", meet.Sub(now))
+	}
+	ans := punch.Offer{Answer: true, At: meet.UnixMicro(), Sent: now.UnixMicro(), Uncertainty: unc.Microseconds(), Targets: targets}
+	if err := p.send(ctx, from, m.PipeID, ans); err != nil {
+		return err
+	}
+	sc, err := p.run(ctx, m.From, m.PipeID, local, o.Targets, meet)
+	if err != nil {
+		return err
+	}
+	p.a.inbound(sc, node.Hello{PipeID: m.PipeID, Kind: node.KindPunch})
+	return nil
+}
