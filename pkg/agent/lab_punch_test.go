@@ -33,8 +33,11 @@ func waitNTP(t *testing.T, a *agenttest.Agent) clock.Status {
 func punchPair(t *testing.T, ab, bb natlab.Behaviour, change func(*agent.Config)) {
 	lab := natlab.New(t)
 	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
-	a := agenttest.StartAgentWith(t, lab.AddRouter("ra", ab).AddHost("a"), s, change)
-	b := agenttest.StartAgent(t, lab.AddRouter("rb", bb).AddHost("b"), s)
+	// 10 ms each way on each router's link: 40 ms between the peers, as
+	// in the NAT matrix.
+	link := natlab.Link{Delay: 10 * time.Millisecond}
+	a := agenttest.StartAgentWith(t, lab.AddRouter("ra", ab, link).AddHost("a"), s, change)
+	b := agenttest.StartAgent(t, lab.AddRouter("rb", bb, link).AddHost("b"), s)
 	for _, x := range []struct {
 		ag *agenttest.Agent
 		bh natlab.Behaviour
