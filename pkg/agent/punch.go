@@ -34,6 +34,8 @@ const (
 	// maxPunchResponses bounds the punches the agent runs for peers' offers
 	// at once; more offers are dropped.
 	maxPunchResponses = 8
+	// maxPeersRemembered bounds the peers whose round trip is kept.
+	maxPeersRemembered = 1024
 	// punchTTL is the signalling TTL of PUNCH messages, in seconds.
 	punchTTL = 10
 )
@@ -44,7 +46,9 @@ type punchStrategy struct {
 
 	mu      sync.Mutex
 	pending map[string]pendingPunch // offers sent, awaiting the answer, by pipe id
-	rtt     map[string]time.Duration
+	// What the last exchange with a peer showed: the signalling round trip
+	// and the peer's clock uncertainty (both 0 before the first).
+	rtt, peerUnc map[string]time.Duration
 }
 
 type pendingPunch struct {
@@ -54,7 +58,7 @@ type pendingPunch struct {
 
 func newPunchStrategy(a *Agent) *punchStrategy {
 	return &punchStrategy{a: a, slots: make(chan struct{}, maxPunchResponses),
-		pending: map[string]pendingPunch{}, rtt: map[string]time.Duration{}}
+		pending: map[string]pendingPunch{}, rtt: map[string]time.Duration{}, peerUnc: map[string]time.Duration{}}
 }
 
 func (*punchStrategy) Name() string { return node.KindPunch }
@@ -117,13 +121,15 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	}
 	ck := p.a.clock
 	p.mu.Lock()
-	rtt := p.rtt[at.To.NodeID]
+	rtt, peerUnc := p.rtt[at.To.NodeID], p.peerUnc[at.To.NodeID]
 	p.mu.Unlock()
 	now := ck.Now()
 	unc := ck.Uncertainty()
-	// The peer's uncertainty is not known before its answer: assume it is
-	// like ours. A peer with a worse clock answers with a later time.
-	offer := punch.Offer{At: punch.MeetAt(now, rtt, unc, unc).UnixMicro(), Sent: now.UnixMicro(),
+	// Before a first exchange the round trip and the peer's uncertainty are
+	// not known: the offer then meets after MinLead plus our uncertainty,
+	// and a peer that cannot make it (slow signalling, a worse clock)
+	// answers with a later time.
+	offer := punch.Offer{At: punch.MeetAt(now, rtt, unc, peerUnc).UnixMicro(), Sent: now.UnixMicro(),
 		Uncertainty: unc.Microseconds(), Targets: targets}
 	ch := make(chan punch.Offer, 1)
 	p.mu.Lock()
@@ -146,7 +152,12 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	}
 	took := time.Since(sent)
 	p.mu.Lock()
+	if len(p.rtt) >= maxPeersRemembered {
+		clear(p.rtt)
+		clear(p.peerUnc)
+	}
 	p.rtt[at.To.NodeID] = took
+	p.peerUnc[at.To.NodeID] = ans.ClockUncertainty()
 	p.mu.Unlock()
 	meet := ans.MeetingTime()
 	p.a.cfg.Log.Debug("punch: answer", "peer", at.To.NodeID, "signalling_rtt", took,
@@ -277,7 +288,6 @@ func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pi
 		err error
 	}
 	res := make(chan result, 1)
-	start := time.Now()
 	go func() {
 		st, err := punch.Run(pctx, cfg, found)
 		res <- result{st, err}
@@ -298,7 +308,7 @@ func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pi
 		}
 	}
 	p.a.cfg.Log.Debug("punch: done", "peer", peerID, "initiator", initiator, "stats", r.st,
-		"after_meeting", time.Since(start)-meet.Sub(p.a.clock.Now().Add(-time.Since(start))), "err", r.err)
+		"since_meeting", p.a.clock.Now().Sub(meet), "err", r.err)
 	if r.err != nil {
 		return nil, fmt.Errorf("%w (%d dials, %d refused, %d via the listener)", r.err, r.st.Dials, r.st.Refused, r.st.Accepted)
 	}
