@@ -283,6 +283,7 @@ func (s *Server) routes() {
 	e.GET("/p2p/accept", s.accept)
 	e.GET("/p2p/accept/*", s.accept)
 	e.GET("/p2p/close/:name", s.closeCon)
+	e.GET("/p2p/plan/*", s.plan)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	if s.cfg.Gatherer != nil {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
