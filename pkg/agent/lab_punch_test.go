@@ -65,6 +65,7 @@ func TestLabPunch(t *testing.T) {
 		{natlab.RestrictedCone, natlab.PortRestrictedCone},
 		{natlab.SymmetricSequential, natlab.PortRestrictedCone},
 		{natlab.UDPBlocked, natlab.PortRestrictedCone},
+		{natlab.RestrictedCone, natlab.Symmetric},
 	} {
 		t.Run(tt.a.String()+"/"+tt.b.String(), func(t *testing.T) { punchPair(t, tt.a, tt.b, nil) })
 	}

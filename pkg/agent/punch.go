@@ -162,7 +162,7 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	meet := ans.MeetingTime()
 	p.a.cfg.Log.Debug("punch: answer", "peer", at.To.NodeID, "signalling_rtt", took,
 		"meet_in", meet.Sub(ck.Now()), "moved", ans.At != offer.At, "targets", ans.Targets)
-	return p.run(ctx, at.Peer, at.PipeID, local, ans.Targets, meet)
+	return p.run(ctx, at.Peer, at.PipeID, local, ans.Targets, !punch.ProfileOf(peer).Predictable(), meet)
 }
 
 // send sends a PUNCH message with our address.
@@ -246,7 +246,8 @@ func (p *punchStrategy) freshMapping(ctx context.Context, local netip.AddrPort) 
 }
 
 // run punches toward targets at meet and returns the authenticated pipe.
-func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pipeID string, local netip.AddrPort, targets []netip.AddrPort, meet time.Time) (*node.SecureConn, error) {
+// anyPort says the peer's NAT picks unpredictable ports.
+func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pipeID string, local netip.AddrPort, targets []netip.AddrPort, anyPort bool, meet time.Time) (*node.SecureConn, error) {
 	n := p.a.node
 	peerID := identity.NodeID(peer)
 	initiator := punch.Initiator(p.a.ID(), peerID)
@@ -256,11 +257,16 @@ func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pi
 		defer done()
 		await = ch
 	}
+	// Connections from the peer's endpoints that reach our listener are the
+	// punch's. From a NAT whose ports are unpredictable the SYN comes from
+	// a port nobody knew: then any port of the peer's addresses.
 	want := make(map[netip.AddrPort]bool, len(targets))
+	hosts := make(map[netip.Addr]bool, len(targets))
 	for _, t := range targets {
 		want[t] = true
+		hosts[t.Addr()] = true
 	}
-	accepted, release := n.Claim(func(ap netip.AddrPort) bool { return want[ap] })
+	accepted, release := n.Claim(func(ap netip.AddrPort) bool { return want[ap] || anyPort && hosts[ap.Addr()] })
 	defer release()
 	o := node.PortOptions()
 	o.Local = local
@@ -437,7 +443,7 @@ func (p *punchStrategy) respond(m *signal.Message, from peeraddr.Address, o punc
 	if err := p.send(ctx, from, m.PipeID, ans); err != nil {
 		return err
 	}
-	sc, err := p.run(ctx, m.From, m.PipeID, local, o.Targets, meet)
+	sc, err := p.run(ctx, m.From, m.PipeID, local, o.Targets, !punch.ProfileOf(peer).Predictable(), meet)
 	if err != nil {
 		return err
 	}
