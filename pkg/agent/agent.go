@@ -124,6 +124,7 @@ type Agent struct {
 	closeOnce  sync.Once
 	cancel     context.CancelFunc
 	clock      *clock.Clock
+	punch      *punchStrategy
 }
 
 // New checks cfg; Start brings the agent up.
@@ -212,7 +213,8 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.clock, err = a.newClock(); err != nil {
 		return err
 	}
-	extra := []node.Strategy{newPunchStrategy(a)}
+	a.punch = newPunchStrategy(a)
+	extra := []node.Strategy{a.punch}
 	var rs *relayStrategy
 	if a.cfg.Relay != nil {
 		if a.relay, err = a.newRelay(); err != nil {
@@ -273,6 +275,9 @@ func (a *Agent) close() {
 	}
 	if a.sig != nil {
 		a.sig.Close()
+	}
+	if a.punch != nil {
+		a.punch.close()
 	}
 	if a.node != nil {
 		a.node.Close()

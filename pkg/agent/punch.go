@@ -41,10 +41,15 @@ const (
 )
 
 type punchStrategy struct {
-	a     *Agent
-	slots chan struct{} // responder punches under way
+	a      *Agent
+	slots  chan struct{} // responder punches under way
+	limit  *node.RateLimiter
+	ctx    context.Context // ends when the agent closes
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
+	closed  bool
 	pending map[string]pendingPunch // offers sent, awaiting the answer, by pipe id
 	// What the last exchange with a peer showed: the signalling round trip
 	// and the peer's clock uncertainty (both 0 before the first).
@@ -57,8 +62,21 @@ type pendingPunch struct {
 }
 
 func newPunchStrategy(a *Agent) *punchStrategy {
-	return &punchStrategy{a: a, slots: make(chan struct{}, maxPunchResponses),
+	p := &punchStrategy{a: a, slots: make(chan struct{}, maxPunchResponses),
+		// Offers per sending node: as many as CONs (node.Config defaults).
+		limit:   node.NewRateLimiter(1, 5, 4096),
 		pending: map[string]pendingPunch{}, rtt: map[string]time.Duration{}, peerUnc: map[string]time.Duration{}}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	return p
+}
+
+// close stops the punches answering peers' offers and waits for them.
+func (p *punchStrategy) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.cancel()
+	p.wg.Wait()
 }
 
 func (*punchStrategy) Name() string { return node.KindPunch }
@@ -342,6 +360,10 @@ func (p *punchStrategy) HandleSignal(m *signal.Message) {
 		}
 		return
 	}
+	if !p.limit.Allow(m.FromID()) {
+		p.a.cfg.Log.Info("PUNCH offer dropped: rate limit", "from", m.FromID())
+		return
+	}
 	from, err := p.checkOffer(m, o)
 	if err != nil {
 		p.a.cfg.Log.Info("PUNCH offer dropped", "from", m.FromID(), "err", err)
@@ -353,9 +375,16 @@ func (p *punchStrategy) HandleSignal(m *signal.Message) {
 		p.a.cfg.Log.Info("PUNCH offer dropped: too many punches under way", "from", m.FromID())
 		return
 	}
-	p.a.wg.Add(1)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		return
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
 	go func() {
-		defer p.a.wg.Done()
+		defer p.wg.Done()
 		defer func() { <-p.slots }()
 		if err := p.respond(m, from, o); err != nil {
 			p.a.cfg.Log.Info("punch for a peer's offer failed", "from", m.FromID(), "err", err)
@@ -381,8 +410,13 @@ func (p *punchStrategy) checkOffer(m *signal.Message, o punch.Offer) (peeraddr.A
 	}
 	ok := map[netip.Addr]bool{}
 	for _, b := range from.IPv4 {
-		ok[b.Ext] = true
-		if sameRouterBlock(b, mine.IPv4) {
+		same := sameRouterBlock(b, mine.IPv4)
+		// A private external address would point our dials into our own
+		// network: only behind our router are LAN addresses the peer's.
+		if same || !(b.Ext.IsPrivate() || b.Ext.IsLinkLocalUnicast() || cgnat.Contains(b.Ext)) {
+			ok[b.Ext] = true
+		}
+		if same {
 			ok[b.NIC] = true
 		}
 	}
@@ -397,6 +431,8 @@ func (p *punchStrategy) checkOffer(m *signal.Message, o punch.Offer) (peeraddr.A
 	return from, nil
 }
 
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
 func sameRouterBlock(b peeraddr.Block, mine []peeraddr.Block) bool {
 	for _, x := range mine {
 		if x.Ext == b.Ext {
@@ -409,15 +445,8 @@ func sameRouterBlock(b peeraddr.Block, mine []peeraddr.Block) bool {
 // respond answers an offer and punches; the pipe goes to the application
 // like any inbound pipe.
 func (p *punchStrategy) respond(m *signal.Message, from peeraddr.Address, o punch.Offer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
-	go func() {
-		select {
-		case <-p.a.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	mineAddr, err := p.a.Address()
 	if err != nil {
 		return err

@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// MaxTargets bounds the endpoints one offer names.
-const MaxTargets = 16
+// MaxTargets bounds the endpoints one offer names (and so the SYNs a
+// peer's offer makes us send).
+const MaxTargets = 8
 
 // maxUncertainty bounds the clock uncertainty an offer may claim.
 const maxUncertainty = time.Minute

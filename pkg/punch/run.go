@@ -19,6 +19,8 @@ const (
 	DefaultRounds = 3
 	DefaultWindow = 2 * time.Second
 	DefaultRetry  = 500 * time.Millisecond
+	// DefaultMaxDials bounds the dials of one target in one round.
+	DefaultMaxDials = 64
 	// redialGap spaces the re-dials of one target after a refusal, so a
 	// peer that is not there yet costs a few hundred SYNs per second at most.
 	redialGap = 3 * time.Millisecond
@@ -46,6 +48,9 @@ type Config struct {
 	// Retry abandons a dial that neither connected nor was refused (its SYN
 	// was dropped) and dials again (0: 500 ms).
 	Retry time.Duration
+	// MaxDials bounds the dials of one target in one round (0: 64), so a
+	// target that keeps refusing costs a bounded number of SYNs.
+	MaxDials int
 	// Accepted are connections from the peer that arrived at the listener
 	// sharing the punch port (one side's SYN came in while the other had
 	// no connect under way): they are handed to found like dialled ones.
@@ -74,6 +79,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Retry <= 0 {
 		c.Retry = DefaultRetry
+	}
+	if c.MaxDials <= 0 {
+		c.MaxDials = DefaultMaxDials
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -215,14 +223,17 @@ func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) bool {
 }
 
 // dialLoop dials t until a connection opens (handed to offer: true), the
-// 4-tuple is taken (a connection came in through the listener instead), or
-// ctx ends.
+// 4-tuple is taken (a connection came in through the listener instead),
+// MaxDials were made, or ctx ends.
 func dialLoop(ctx context.Context, cfg *Config, t netip.AddrPort, count func(func(*Stats)), offer func(net.Conn) bool) bool {
 	network := "tcp4"
 	if t.Addr().Is6() {
 		network = "tcp6"
 	}
-	for ctx.Err() == nil {
+	for range cfg.MaxDials {
+		if ctx.Err() != nil {
+			break
+		}
 		dctx, cancel := context.WithTimeout(ctx, cfg.Retry)
 		count(func(s *Stats) { s.Dials++ })
 		c, err := sock.Dial(dctx, cfg.Net, network, t.String(), cfg.Options)
