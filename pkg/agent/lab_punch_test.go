@@ -52,9 +52,14 @@ func punchPair(t *testing.T, ab, bb natlab.Behaviour, change func(*agent.Config)
 		from, to *agenttest.Agent
 	}{{"a to b", a, b}, {"b to a", b, a}} {
 		t.Run(dir.name, func(t *testing.T) {
-			start := time.Now()
 			connect(t, dir.from, dir.to, node.KindPunch)
-			t.Logf("punched pipe in %s", time.Since(start))
+			// Exactly one pipe survives: the peer got no second one.
+			select {
+			case extra := <-dir.to.Inbound:
+				extra.Close()
+				t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
+			case <-time.After(time.Second):
+			}
 		})
 	}
 }

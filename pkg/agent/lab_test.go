@@ -42,7 +42,7 @@ func connect(t *testing.T, from, to *agenttest.Agent, wantWinner string) *agent.
 		t.Fatalf("connect: %v (report %+v)", err, rep)
 	}
 	t.Cleanup(func() { p.Close() })
-	t.Logf("connected by %s: %+v", rep.Winner, rep.Phases)
+	t.Logf("connected by %s in %s: %+v", rep.Winner, rep.Total, rep.Phases)
 	if rep.Winner != wantWinner {
 		t.Errorf("winner %q, want %q", rep.Winner, wantWinner)
 	}
