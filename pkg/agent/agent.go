@@ -213,7 +213,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.clock, err = a.newClock(); err != nil {
 		return err
 	}
-	a.punch = newPunchStrategy(a)
+	if a.punch, err = newPunchStrategy(a); err != nil {
+		return err
+	}
 	extra := []node.Strategy{a.punch}
 	var rs *relayStrategy
 	if a.cfg.Relay != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/punch"
 	"github.com/p2pd-go/p2pd/pkg/signal"
 	"github.com/p2pd-go/p2pd/pkg/stun"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The punch strategy: the connecting side sends a PUNCH offer over
@@ -44,7 +45,8 @@ type punchStrategy struct {
 	a      *Agent
 	slots  chan struct{} // responder punches under way
 	limit  *node.RateLimiter
-	ctx    context.Context // ends when the agent closes
+	offers *prometheus.CounterVec // agent_punch_offers_total{result}
+	ctx    context.Context        // ends when the agent closes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -61,13 +63,31 @@ type pendingPunch struct {
 	ch   chan punch.Offer
 }
 
-func newPunchStrategy(a *Agent) *punchStrategy {
+// Results of peers' offers in agent_punch_offers_total.
+const (
+	offerOK      = "ok"      // punched, the pipe went to the application
+	offerFailed  = "failed"  // answered, but no pipe
+	offerRefused = "refused" // bad or unsafe offer, or a pair the plan rules out
+	offerLimited = "limited" // rate or concurrency limit
+)
+
+func newPunchStrategy(a *Agent) (*punchStrategy, error) {
 	p := &punchStrategy{a: a, slots: make(chan struct{}, maxPunchResponses),
 		// Offers per sending node: as many as CONs (node.Config defaults).
-		limit:   node.NewRateLimiter(1, 5, 4096),
+		limit: node.NewRateLimiter(1, 5, 4096),
+		offers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_punch_offers_total",
+			Help: "Peers' PUNCH offers by result: ok (punched a pipe), failed, refused (bad, unsafe or ruled out by the plan), limited."}, []string{"result"}),
 		pending: map[string]pendingPunch{}, rtt: map[string]time.Duration{}, peerUnc: map[string]time.Duration{}}
+	for _, r := range []string{offerOK, offerFailed, offerRefused, offerLimited} {
+		p.offers.WithLabelValues(r)
+	}
+	if a.cfg.Registry != nil {
+		if err := a.cfg.Registry.Register(p.offers); err != nil {
+			return nil, fmt.Errorf("agent: metrics: %w", err)
+		}
+	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	return p
+	return p, nil
 }
 
 // close stops the punches answering peers' offers and waits for them.
@@ -344,6 +364,7 @@ func (p *punchStrategy) HandleSignal(m *signal.Message) {
 	o, err := punch.ParseOffer(m.Payload)
 	if err != nil {
 		p.a.cfg.Log.Info("PUNCH dropped", "from", m.FromID(), "err", err)
+		p.offers.WithLabelValues(offerRefused).Inc()
 		return
 	}
 	if o.Answer {
@@ -362,17 +383,20 @@ func (p *punchStrategy) HandleSignal(m *signal.Message) {
 	}
 	if !p.limit.Allow(m.FromID()) {
 		p.a.cfg.Log.Info("PUNCH offer dropped: rate limit", "from", m.FromID())
+		p.offers.WithLabelValues(offerLimited).Inc()
 		return
 	}
 	from, err := p.checkOffer(m, o)
 	if err != nil {
 		p.a.cfg.Log.Info("PUNCH offer dropped", "from", m.FromID(), "err", err)
+		p.offers.WithLabelValues(offerRefused).Inc()
 		return
 	}
 	select {
 	case p.slots <- struct{}{}:
 	default:
 		p.a.cfg.Log.Info("PUNCH offer dropped: too many punches under way", "from", m.FromID())
+		p.offers.WithLabelValues(offerLimited).Inc()
 		return
 	}
 	p.mu.Lock()
@@ -388,7 +412,10 @@ func (p *punchStrategy) HandleSignal(m *signal.Message) {
 		defer func() { <-p.slots }()
 		if err := p.respond(m, from, o); err != nil {
 			p.a.cfg.Log.Info("punch for a peer's offer failed", "from", m.FromID(), "err", err)
+			p.offers.WithLabelValues(offerFailed).Inc()
+			return
 		}
+		p.offers.WithLabelValues(offerOK).Inc()
 	}()
 }
 
