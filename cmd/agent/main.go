@@ -51,7 +51,7 @@ func main() {
 type options struct {
 	api, admin, stun, brokers, brokerUser, brokerPassFile string
 	brokerCA                                              string
-	stateDir, interfaces                                  string
+	stateDir, interfaces, ntp                             string
 	port                                                  int
 	noPortMap, noNATProfile                               bool
 	apiToken, allowNullOrigin                             bool
@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.brokerPassFile, "broker-password-file", "", "file holding the MQTT password (kept out of flags and logs)")
 	fs.StringVar(&o.brokerCA, "broker-ca", "", "PEM file with the CA certificate(s) that sign tls:// brokers' certificates (default: the system's roots)")
 	fs.StringVar(&o.stateDir, "state-dir", identity.DefaultDir(), "directory for the node key (created readable by this user only: 0700/0600, on Windows an access list)")
+	fs.StringVar(&o.ntp, "ntp", "", "NTP/SNTP servers for the hole-punching clock (host[:port], comma-separated; empty: the --stun hosts on port 123, where stund --ntp answers)")
 	fs.StringVar(&o.interfaces, "interfaces", "", "interfaces to use (comma-separated; empty: every usable one)")
 	fs.BoolVar(&o.apiToken, "api-token", false, "require a bearer token on the API (created in <state-dir>/"+api.TokenFile+", mode 0600; the CLI reads it from there)")
 	fs.BoolVar(&o.allowNullOrigin, "api-allow-null-origin", false, "accept the Origin \"null\" (HTML files opened from disk, as P2PD does). RISK: sandboxed iframes on any web site send it too, so any page you visit can then use the API; combine with --api-token")
@@ -203,6 +204,7 @@ func (o options) agentConfig(ctx context.Context) (agent.Config, error) {
 	if len(cfg.Brokers) == 0 {
 		return cfg, errors.New("--brokers: at least one broker is needed for signalling")
 	}
+	cfg.Clock.Servers = splitList(o.ntp)
 	if o.interfaces != "" {
 		cfg.Interfaces = netif.Options{Only: splitList(o.interfaces)}
 	}

@@ -17,7 +17,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	for _, f := range []string{"--api", "--admin", "--port", "--stun", "--brokers", "--broker-username", "--broker-password-file",
-		"--state-dir", "--interfaces", "--no-portmap", "--no-nat-profile", "--start-timeout", "AGENT_STUN", "agent help",
+		"--state-dir", "--interfaces", "--ntp", "--no-portmap", "--no-nat-profile", "--start-timeout", "AGENT_STUN", "agent help",
 		"--api-token", "--api-allow-null-origin", "--broker-ca", "--version"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("--help lacks %s", f)
@@ -43,6 +43,7 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--broker-ca", "/etc/hostname"}, "no PEM certificate"},
 		{[]string{"--stun", "no-such-host.invalid:3478"}, `--stun "no-such-host.invalid:3478"`},
 		{[]string{"--stun", "localhost:99999"}, "bad port"},
+		{[]string{"--ntp", "[::1"}, "clock: server"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -42,7 +42,7 @@ func planCommand(t *testing.T, from natlab.Behaviour, punch bool) {
 	url := "http://" + srv.Addrs()[0].String()
 
 	var out, errb bytes.Buffer
-	if err := client(context.Background(), []string{"plan", "--api-url", url, b.Addr(t)}, &out, &errb); err != nil {
+	if err := client(context.Background(), []string{"plan", "--api-url", url, b.Addr(t)}, strings.NewReader(""), &out, &errb); err != nil {
 		t.Fatalf("agent plan: %v (%s)", err, errb.String())
 	}
 	t.Logf("agent plan:\n%s", out.String())
@@ -69,7 +69,7 @@ func planCommand(t *testing.T, from natlab.Behaviour, punch bool) {
 	}
 
 	out.Reset()
-	err = client(context.Background(), []string{"plan", "--api-url", url, "not-an-address"}, &out, &errb)
+	err = client(context.Background(), []string{"plan", "--api-url", url, "not-an-address"}, strings.NewReader(""), &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "API error 9") {
 		t.Errorf("plan of a bad address: %v %s", err, out.String())
 	}

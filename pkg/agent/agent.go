@@ -150,6 +150,9 @@ func New(cfg Config) (*Agent, error) {
 	if len(cfg.STUNServers) == 0 {
 		return nil, errors.New("agent: no STUN servers configured")
 	}
+	if err := cfg.Clock.validate(cfg.STUNServers); err != nil {
+		return nil, err
+	}
 	id := cfg.Identity
 	if id == nil {
 		if cfg.StateDir == "" {

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/p2pd-go/p2pd/pkg/clock"
@@ -20,6 +21,14 @@ type ClockConfig struct {
 	Now func() time.Time
 	// Interval between syncs (0: clock.DefaultInterval).
 	Interval time.Duration
+}
+
+// validate checks the clock's configuration without starting anything.
+func (c ClockConfig) validate(stun []netip.AddrPort) error {
+	if _, err := clock.New(clock.Config{Servers: c.Servers, STUNServers: stun, Interval: c.Interval}); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
 }
 
 // newClock builds the agent's clock from its configuration.
