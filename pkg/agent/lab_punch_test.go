@@ -13,26 +13,6 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/node"
 )
 
-// counter reads a counter of the agent's registry by name and result.
-func counter(t *testing.T, a *agenttest.Agent, name, result string) float64 {
-	t.Helper()
-	mfs, err := a.Reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if mf.GetName() == name && l.GetName() == "result" && l.GetValue() == result {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{result=%q}", name, result)
-	return 0
-}
-
 // waitNTP waits until the agent's clock synced with the stack's SNTP
 // (stund --ntp); a host whose UDP is blocked never does.
 func waitNTP(t *testing.T, a *agenttest.Agent) clock.Status {
@@ -83,7 +63,7 @@ func punchPair(t *testing.T, ab, bb natlab.Behaviour, change func(*agent.Config)
 			case <-time.After(time.Second):
 			}
 			// The answering side counted the offer it punched for.
-			if got := counter(t, dir.to, "agent_punch_offers_total", "ok"); got < 1 {
+			if got := counterValue(t, dir.to, "agent_punch_offers_total", "result", "ok"); got < 1 {
 				t.Errorf("agent_punch_offers_total{result=ok} = %v on the answering side", got)
 			}
 			metricstest.Lint(t, dir.to.Reg, "agent")

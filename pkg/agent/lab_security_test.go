@@ -34,18 +34,7 @@ func TestSignallingAttacks(t *testing.T) {
 		}
 		return env
 	}
-	publish := func(payload []byte) {
-		f := filepath.Join(t.TempDir(), "payload")
-		if err := os.WriteFile(f, payload, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		host, port, _ := strings.Cut(strings.TrimPrefix(s.Brokers[0].URL, "tcp://"), ":")
-		out, err := s.Srv.Command(context.Background(), "mosquitto_pub", "-h", host, "-p", port, "-q", "1",
-			"-t", signal.Topic(b.ID()), "-f", f).CombinedOutput()
-		if err != nil {
-			t.Fatalf("mosquitto_pub: %v: %s", err, out)
-		}
-	}
+	publish := func(payload []byte) { publishRaw(t, s, b.ID(), payload) }
 	valid := seal(signal.Body{Type: signal.TypeEcho, PipeID: "replayed-pipe", TTL: 30})
 	forged := seal(signal.Body{Type: signal.TypeCon, PipeID: "forged-pipe", TTL: 30})
 	forged[len(forged)-1] ^= 0xff // tampered in transit
@@ -67,6 +56,22 @@ func TestSignallingAttacks(t *testing.T) {
 		if got := dropped(r); got != 1 {
 			t.Errorf("agent_signal_dropped_total{reason=%q} = %v, want 1", r, got)
 		}
+	}
+}
+
+// publishRaw publishes an envelope to a node's topic on the stack's first
+// broker with Debian's mosquitto_pub: a foreign client, bypassing our own.
+func publishRaw(t *testing.T, s *agenttest.Stack, nodeID string, payload []byte) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "payload")
+	if err := os.WriteFile(f, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(strings.TrimPrefix(s.Brokers[0].URL, "tcp://"), ":")
+	out, err := s.Srv.Command(context.Background(), "mosquitto_pub", "-h", host, "-p", port, "-q", "1",
+		"-t", signal.Topic(nodeID), "-f", f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
 	}
 }
 
