@@ -1,16 +1,12 @@
 package agent_test
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/p2pd-go/p2pd/internal/testenv"
-	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
 	"github.com/p2pd-go/p2pd/pkg/identity"
-	"github.com/p2pd-go/p2pd/pkg/natlab"
 	"github.com/p2pd-go/p2pd/pkg/signal"
 )
 
@@ -20,14 +16,7 @@ import (
 // gets this far: signalling drops it.) None of them is answered (so none
 // leads to a dial).
 func TestPunchOfferAttacks(t *testing.T) {
-	testenv.RequireTools(t, "mosquitto_pub")
-	lab := natlab.New(t)
-	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
-	b := agenttest.StartAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
-	attacker, err := identity.Generate(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, b, attacker := attackTarget(t)
 	me := identity.NodeID(attacker.Public)
 	addr := func(ext, id string) string { return fmt.Sprintf("0-[0,%s,10.9.0.5,10001,5,2,0]-0-%s", ext, id) }
 	offer := func(targets ...string) json.RawMessage {

@@ -19,14 +19,7 @@ import (
 // Scenario 5: forged, replayed and expired signalling messages are dropped
 // and counted, and trigger nothing.
 func TestSignallingAttacks(t *testing.T) {
-	testenv.RequireTools(t, "mosquitto_pub")
-	lab := natlab.New(t)
-	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
-	b := agenttest.StartAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
-	attacker, err := identity.Generate(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, b, attacker := attackTarget(t)
 	seal := func(body signal.Body) []byte {
 		env, err := signal.Seal(attacker, mustKey(t, b.ID()), body, nil)
 		if err != nil {
@@ -57,6 +50,21 @@ func TestSignallingAttacks(t *testing.T) {
 			t.Errorf("agent_signal_dropped_total{reason=%q} = %v, want 1", r, got)
 		}
 	}
+}
+
+// attackTarget starts a stack and an agent behind a port-restricted NAT,
+// and makes an attacker's key; publishRaw needs mosquitto_pub.
+func attackTarget(t *testing.T) (*agenttest.Stack, *agenttest.Agent, *identity.Identity) {
+	t.Helper()
+	testenv.RequireTools(t, "mosquitto_pub")
+	lab := natlab.New(t)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	b := agenttest.StartAgent(t, lab.AddRouter("home", natlab.PortRestrictedCone).AddHost("b"), s)
+	attacker, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, b, attacker
 }
 
 // publishRaw publishes an envelope to a node's topic on the stack's first
