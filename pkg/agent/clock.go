@@ -31,15 +31,12 @@ func (c ClockConfig) validate(stun []netip.AddrPort) error {
 	return nil
 }
 
-// newClock builds the agent's clock from its configuration.
-//
-// TODO(punch): pass a signalling RTT hook (clock.Config.RTT) once
-// signalling has an echo exchange, so an agent with no NTP answer falls
-// back to RTT/2 instead of clock.DefaultUnsynced.
+// newClock builds the agent's clock from its configuration. With no NTP
+// answer it falls back to half a signalling round trip (sigrtt.go).
 func (a *Agent) newClock() (*clock.Clock, error) {
 	c, err := clock.New(clock.Config{
 		Servers: a.cfg.Clock.Servers, STUNServers: a.cfg.STUNServers, Interval: a.cfg.Clock.Interval,
-		Net: a.cfg.Net, Now: a.cfg.Clock.Now, Registry: a.cfg.Registry, Log: a.cfg.Log,
+		RTT: a.signallingRTT, Net: a.cfg.Net, Now: a.cfg.Clock.Now, Registry: a.cfg.Registry, Log: a.cfg.Log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

@@ -13,18 +13,19 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/node"
 )
 
-// waitNTP waits until the agent's clock synced with the stack's SNTP
-// (stund --ntp); a host whose UDP is blocked never does.
-func waitNTP(t *testing.T, a *agenttest.Agent) clock.Status {
+// waitClock waits until the agent's clock has synced from source: the
+// stack's SNTP (stund --ntp), or, where UDP is blocked, the signalling
+// round trip.
+func waitClock(t *testing.T, a *agenttest.Agent, source clock.Source) clock.Status {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		st := a.Clock().Status()
-		if st.Source == clock.SourceNTP {
+		if st.Source == source {
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent clock never synced: %+v", st)
+			t.Fatalf("agent clock never synced from %s: %+v", source, st)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -44,10 +45,12 @@ func punchPair(t *testing.T, ab, bb natlab.Behaviour, change func(*agent.Config)
 		ag *agenttest.Agent
 		bh natlab.Behaviour
 	}{{a, ab}, {b, bb}} {
-		if x.bh != natlab.UDPBlocked {
-			st := waitNTP(t, x.ag)
-			t.Logf("%s clock: offset %s ± %s", x.bh, st.Offset, st.Uncertainty)
+		src := clock.SourceNTP
+		if x.bh == natlab.UDPBlocked {
+			src = clock.SourceSignallingRTT
 		}
+		st := waitClock(t, x.ag, src)
+		t.Logf("%s clock: %s, offset %s ± %s", x.bh, st.Source, st.Offset, st.Uncertainty)
 	}
 	for _, dir := range []struct {
 		name     string

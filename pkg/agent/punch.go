@@ -52,7 +52,8 @@ type punchStrategy struct {
 
 	mu      sync.Mutex
 	closed  bool
-	pending map[string]pendingPunch // offers sent, awaiting the answer, by pipe id
+	echoes  map[string]chan struct{} // signalling echoes awaiting their return (sigrtt.go)
+	pending map[string]pendingPunch  // offers sent, awaiting the answer, by pipe id
 	// What the last exchange with a peer showed: the signalling round trip
 	// and the peer's clock uncertainty (both 0 before the first).
 	rtt, peerUnc map[string]time.Duration
@@ -77,7 +78,7 @@ func newPunchStrategy(a *Agent) (*punchStrategy, error) {
 		limit: node.NewRateLimiter(1, 5, 4096),
 		offers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_punch_offers_total",
 			Help: "Peers' PUNCH offers by result: ok (punched a pipe), failed, refused (bad, unsafe or ruled out by the plan), limited."}, []string{"result"}),
-		pending: map[string]pendingPunch{}, rtt: map[string]time.Duration{}, peerUnc: map[string]time.Duration{}}
+		pending: map[string]pendingPunch{}, echoes: map[string]chan struct{}{}, rtt: map[string]time.Duration{}, peerUnc: map[string]time.Duration{}}
 	for _, r := range []string{offerOK, offerFailed, offerRefused, offerLimited} {
 		p.offers.WithLabelValues(r)
 	}
@@ -144,7 +145,10 @@ func (p *punchStrategy) Plan(at node.Attempt) string {
 // Explain says why the punch will run (agent plan).
 func (p *punchStrategy) Explain(at node.Attempt) string { return p.decide(at.Mine, at.To).Reason }
 
-func (*punchStrategy) SignalTypes() []signal.Type { return []signal.Type{signal.TypePunch} }
+// SignalTypes: PUNCH, and ECHO for the signalling round trip (sigrtt.go).
+func (*punchStrategy) SignalTypes() []signal.Type {
+	return []signal.Type{signal.TypePunch, signal.TypeEcho}
+}
 
 // Connect sends the offer, waits for the answer and punches.
 func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.SecureConn, error) {
@@ -361,6 +365,10 @@ func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pi
 
 // HandleSignal takes PUNCH answers for our offers, and offers from peers.
 func (p *punchStrategy) HandleSignal(m *signal.Message) {
+	if m.Type == signal.TypeEcho {
+		p.echoed(m)
+		return
+	}
 	o, err := punch.ParseOffer(m.Payload)
 	if err != nil {
 		p.a.cfg.Log.Info("PUNCH dropped", "from", m.FromID(), "err", err)
