@@ -204,7 +204,7 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	meet := ans.MeetingTime()
 	p.a.cfg.Log.Debug("punch: answer", "peer", at.To.NodeID, "signalling_rtt", took,
 		"meet_in", meet.Sub(ck.Now()), "moved", ans.At != offer.At, "targets", ans.Targets)
-	return p.run(ctx, at.Peer, at.PipeID, local, ans.Targets, !punch.ProfileOf(peer).Predictable(), meet)
+	return p.run(ctx, at.Peer, at.PipeID, dialFrom(local, mine), ans.Targets, !punch.ProfileOf(peer).Predictable(), meet)
 }
 
 // send sends a PUNCH message with our address.
@@ -254,6 +254,23 @@ func (p *punchStrategy) ownTargets(ctx context.Context, local netip.AddrPort, mi
 		return []netip.AddrPort{m}, nil
 	}
 	return []netip.AddrPort{netip.AddrPortFrom(mine.Ext, mine.Port)}, nil
+}
+
+// dialFrom is the local endpoint the punch dials from: the node port,
+// whose mapping the peer was told, except behind a symmetric NAT whose next
+// port does not depend on the local port (independent or random delta):
+// there any port gives the same external port, and a port the kernel picks
+// is never held in TIME_WAIT by an earlier pipe to the same peer (which
+// would leave this side unable to send its SYN).
+func dialFrom(local netip.AddrPort, mine peeraddr.Block) netip.AddrPort {
+	if nat.Type(mine.NATType) != nat.SymmetricNAT {
+		return local
+	}
+	switch nat.DeltaType(mine.DeltaType) {
+	case nat.DeltaIndependent, nat.DeltaRandom, nat.DeltaUnknown:
+		return netip.AddrPortFrom(local.Addr(), 0)
+	}
+	return local
 }
 
 // freshMapping asks a STUN server over TCP from the punch port for its
@@ -507,7 +524,7 @@ func (p *punchStrategy) respond(m *signal.Message, from peeraddr.Address, o punc
 	if err := p.send(ctx, from, m.PipeID, ans); err != nil {
 		return err
 	}
-	sc, err := p.run(ctx, m.From, m.PipeID, local, o.Targets, !punch.ProfileOf(peer).Predictable(), meet)
+	sc, err := p.run(ctx, m.From, m.PipeID, dialFrom(local, mine), o.Targets, !punch.ProfileOf(peer).Predictable(), meet)
 	if err != nil {
 		return err
 	}
