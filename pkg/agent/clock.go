@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/p2pd-go/p2pd/pkg/clock"
+	"github.com/p2pd-go/p2pd/pkg/netif"
 )
 
 // ClockConfig configures the corrected clock the agent agrees meeting
@@ -34,14 +35,39 @@ func (c ClockConfig) validate(stun []netip.AddrPort) error {
 // newClock builds the agent's clock from its configuration. With no NTP
 // answer it falls back to half a signalling round trip (sigrtt.go).
 func (a *Agent) newClock() (*clock.Clock, error) {
+	stun := a.cfg.STUNServers
+	if len(a.cfg.Clock.Servers) == 0 && a.udpBlocked() {
+		// SNTP is UDP: waiting for its timeouts would only delay the
+		// first estimate; go straight to the signalling round trip.
+		stun = nil
+		a.cfg.Log.Info("clock: UDP is blocked; using the signalling round trip, not NTP")
+	}
 	c, err := clock.New(clock.Config{
-		Servers: a.cfg.Clock.Servers, STUNServers: a.cfg.STUNServers, Interval: a.cfg.Clock.Interval,
+		Servers: a.cfg.Clock.Servers, STUNServers: stun, Interval: a.cfg.Clock.Interval,
 		RTT: a.signallingRTT, Net: a.cfg.Net, Now: a.cfg.Clock.Now, Registry: a.cfg.Registry, Log: a.cfg.Log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	return c, nil
+}
+
+// udpBlocked reports whether STUN got no UDP answer on any IPv4 route.
+func (a *Agent) udpBlocked() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	routes := 0
+	for _, ifc := range a.ifs {
+		rs := ifc.Routes[netif.AF4]
+		if len(rs) == 0 {
+			continue
+		}
+		routes++
+		if n := a.stunNotes[rs[0].NICIP()]; n != stunUDPBlocked && n != stunNone {
+			return false
+		}
+	}
+	return routes > 0
 }
 
 // runClock syncs the clock in the background (now, then every Interval)
