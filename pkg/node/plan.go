@@ -61,6 +61,7 @@ func (n *Node) Plan(to peeraddr.Address, o Options) ([]Step, error) {
 			st.Deadline = n.deadline(name)
 		}
 		started++
+		st.Why = "nothing in the two addresses rules it out"
 		if e, ok := s.(Explainer); ok {
 			st.Why = e.Explain(a)
 		}
