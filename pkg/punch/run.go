@@ -21,6 +21,11 @@ const (
 	DefaultRetry  = 500 * time.Millisecond
 	// DefaultMaxDials bounds the dials of one target in one round.
 	DefaultMaxDials = 64
+	// stagger spaces the first dials of a round's targets, so a symmetric
+	// NAT gives them its next ports in target order: the peer's k-th
+	// prediction of our port is then the one our dial to its k-th target
+	// leaves from, and the two SYNs of pair k meet.
+	stagger = 2 * time.Millisecond
 	// redialGap spaces the re-dials of one target after a refusal, so a
 	// peer that is not there yet costs a few hundred SYNs per second at most.
 	redialGap = 3 * time.Millisecond
@@ -190,7 +195,9 @@ func rounds(ctx context.Context, cfg *Config, count func(func(*Stats)), offer fu
 			if done[i] {
 				continue
 			}
+			wait := time.Duration(i) * stagger
 			wg.Go(func() {
+				pause(rctx, wait)
 				if dialLoop(rctx, cfg, t, count, offer) {
 					mu.Lock()
 					done[i] = true
