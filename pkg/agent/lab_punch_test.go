@@ -84,6 +84,7 @@ func TestLabPunch(t *testing.T) {
 		{natlab.UDPBlocked, natlab.PortRestrictedCone},
 		{natlab.RestrictedCone, natlab.Symmetric},
 		{natlab.SymmetricSequential, natlab.SymmetricSequential},
+		{natlab.UDPBlocked, natlab.SymmetricSequential},
 	} {
 		t.Run(tt.a.String()+"/"+tt.b.String(), func(t *testing.T) { punchPair(t, tt.a, tt.b, nil) })
 	}
