@@ -94,28 +94,46 @@ func (c *Clock) set(st Status) {
 	c.mu.Unlock()
 }
 
+// lateGrace is how long the other servers may still answer once one server
+// has: a fresh agent should not wait out the timeouts of a server that does
+// not answer (often the second STUN host, which runs no SNTP).
+const lateGrace = 250 * time.Millisecond
+
 // queryAll asks all servers in parallel and returns the best sample of each
-// that answered, and one error for each that did not.
+// that answered, and one error for each that did not. Once one server has
+// answered, the others get lateGrace to finish.
 func (c *Clock) queryAll(ctx context.Context) ([]sample, []error) {
 	var (
-		mu   sync.Mutex
-		best []sample
-		errs []error
-		wg   sync.WaitGroup
+		mu    sync.Mutex
+		best  []sample
+		errs  []error
+		wg    sync.WaitGroup
+		timer *time.Timer
 	)
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	for _, srv := range c.cfg.Servers {
 		wg.Go(func() {
-			s, err := c.queryServer(ctx, srv)
+			s, err := c.queryServer(qctx, srv)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
+				if ctx.Err() == nil && qctx.Err() != nil {
+					err = fmt.Errorf("no answer within %v of the first server's: %w", lateGrace, err)
+				}
 				errs = append(errs, fmt.Errorf("%s: %w", srv, err))
 				return
 			}
 			best = append(best, s)
+			if timer == nil {
+				timer = time.AfterFunc(lateGrace, cancel)
+			}
 		})
 	}
 	wg.Wait()
+	if timer != nil {
+		timer.Stop()
+	}
 	slices.SortFunc(best, func(a, b sample) int { return cmp.Compare(a.offset, b.offset) })
 	return best, errs
 }
@@ -148,6 +166,9 @@ func (c *Clock) queryServer(ctx context.Context, srv string) (sample, error) {
 			if errors.Is(err, ntp.ErrKissOfDeath) {
 				lastErr = fmt.Errorf("%w (%s)", err, r.KissCode)
 				break // RFC 5905 7.4: stop asking a server that sent a kiss code
+			}
+			if !ok && res == queryError {
+				break // no answer at all: the next sync asks again
 			}
 			continue
 		}
