@@ -23,6 +23,7 @@ const siteDelay = 10 * time.Millisecond
 var quickPairs = [][2]natlab.Behaviour{
 	{natlab.PortRestrictedCone, natlab.FullCone},
 	{natlab.Open, natlab.Symmetric},
+	{natlab.PortRestrictedCone, natlab.PortRestrictedCone},
 	{natlab.Symmetric, natlab.Symmetric},
 	{natlab.UDPBlocked, natlab.SymmetricSequential},
 }

@@ -247,13 +247,14 @@ func (a *Agent) Start(ctx context.Context) error {
 		return fmt.Errorf("agent: signalling: %w", err)
 	}
 	a.stop = make(chan struct{})
+	a.runClock()
 	var bg context.Context
 	bg, a.cancel = context.WithCancel(context.Background())
 	if rs != nil {
 		a.startRelay(ctx, bg, rs)
 	}
 	a.holdNodePorts(ctx)
-	a.runClock()
+	a.awaitClock(ctx)
 	if !a.cfg.NoPortMap {
 		a.startPortMap()
 	}

@@ -92,5 +92,29 @@ func (a *Agent) runClock() {
 	}()
 }
 
+// clockStartWait bounds how long start-up waits for the first clock sync.
+// A sync against stund's SNTP takes a few round trips; without it the first
+// punches would meet a second later (the unsynced uncertainty) and lose to
+// the relay.
+const clockStartWait = 1500 * time.Millisecond
+
+// awaitClock waits (up to clockStartWait) until the clock has a source.
+func (a *Agent) awaitClock(ctx context.Context) {
+	deadline := time.NewTimer(clockStartWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for a.clock.Source() == clock.SourceNone {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			a.cfg.Log.Info("clock not synced yet at start-up; punches meet later until it is", "waited", clockStartWait)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // Clock is the agent's corrected clock (nil before Start).
 func (a *Agent) Clock() *clock.Clock { return a.clock }
