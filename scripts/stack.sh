@@ -62,7 +62,7 @@ up() {
     (umask 077; printf 'agent:%s\n' "$(cat "$RUN/turn-password")" >"$RUN/turn-users")
   fi
 
-  start stund --primary-ip4 127.0.0.1 --alternate-ip4 127.0.0.2 --admin 127.0.0.1:9101
+  start stund --primary-ip4 127.0.0.1 --alternate-ip4 127.0.0.2 --ntp --ntp-port 1123 --admin 127.0.0.1:9101
   start turnd --listen 127.0.0.1 --port 3480 --auth-secret-file "$RUN/turn-secret" --users-file "$RUN/turn-users" \
     --relay-bind 127.0.0.1 --relay-ip 127.0.0.1 \
     --allow-peer 127.0.0.0/8 --relay-min-port 20000 --relay-max-port 20999 --admin 127.0.0.1:9102
@@ -72,7 +72,7 @@ up() {
   wait_http http://127.0.0.1:9103/healthz mqttd
   start agent --state-dir "$RUN/agent" --stun 127.0.0.1:3478,127.0.0.2:3478 --brokers tcp://127.0.0.1:1883 \
     --broker-username agent --broker-password-file "$RUN/mqtt-password" --api 127.0.0.1:12333 --admin 127.0.0.1:9104 \
-    --turn turn:127.0.0.1:3480 --turn-username agent --turn-password-file "$RUN/turn-password" \
+    --ntp 127.0.0.1:1123 --turn turn:127.0.0.1:3480 --turn-username agent --turn-password-file "$RUN/turn-password" \
     --no-portmap  # stay on this machine: do not ask the home router to forward the node port
   wait_http http://127.0.0.1:9104/healthz agent
   echo
