@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # mqttd vs mosquitto, same machine, same run, same load generator
-# (bench/mqttload, paho clients). Prints a markdown table with ratios.
-#   BENCH_SECONDS  measured seconds per scenario and broker (default 4)
-#   BENCH_ROUNDS   rounds; the best round per broker is kept (default 2)
+# (bench/mqttload, paho clients, 64-byte messages, at most BENCH_WINDOW
+# undelivered per publisher). BENCH_ROUNDS interleaved rounds (the broker
+# that goes first alternates); medians, the mqttd/mosquitto ratio, and the
+# messages missing over all rounds. Prints markdown tables.
+#   BENCH_SECONDS  measured seconds per scenario, broker and round (default 3)
+#   BENCH_ROUNDS   rounds (default 5)
+#   BENCH_WINDOW   messages in flight per publisher (default 100)
+#   BENCH_RATE     deliveries/s of the light-load scenario (default 2000)
 #   BENCH_IDLE     idle connections for the memory figure (default 10000, 0 skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_PER=${BENCH_SECONDS:-4}
-ROUNDS=${BENCH_ROUNDS:-2}
+SECONDS_PER=${BENCH_SECONDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
+WINDOW=${BENCH_WINDOW:-100}
+RATE=${BENCH_RATE:-2000}
 IDLE=${BENCH_IDLE:-10000}
 
 command -v mosquitto >/dev/null || { echo "bench-mqttd: mosquitto missing (make deps)" >&2; exit 1; }
@@ -61,38 +68,40 @@ wait_port 127.0.0.1 "$qport"
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 
-# best (highest msgs/s) of ROUNDS for one scenario on one broker
-best() { # port args...
+once() { # port args...: one result line
   local port=$1; shift
-  local best_line="" best_rate=0 line rate
-  for _ in $(seq "$ROUNDS"); do
-    line=$($load run -broker "tcp://127.0.0.1:$port" -seconds "$SECONDS_PER" "$@" | grep '^result')
-    rate=$(field msgs_per_s <<<"$line")
-    if (( rate > best_rate )); then best_rate=$rate; best_line=$line; fi
-  done
-  echo "$best_line"
+  $load run -broker "tcp://127.0.0.1:$port" -seconds "$SECONDS_PER" -size 64 -window "$WINDOW" -drain 2s "$@" | grep '^result'
 }
-
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
-echo "## mqttd vs mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}') (best of $ROUNDS x ${SECONDS_PER}s, loopback, $(nproc) cores)"
+names=("10 -> 10, QoS 0" "10 -> 10, QoS 1" "1 -> 100 fan-out, QoS 0" "light load, 10 -> 10, QoS 1, $RATE deliveries/s")
+args=("-pubs 10 -subs 10 -qos 0" "-pubs 10 -subs 10 -qos 1" "-pubs 1 -subs 100 -fanout -qos 0" "-pubs 10 -subs 10 -qos 1 -rate $RATE")
+declare -A res
+for r in $(seq "$ROUNDS"); do
+  order="mqttd mosquitto"; ((r % 2 == 0)) && order="mosquitto mqttd"
+  for i in "${!names[@]}"; do
+    for b in $order; do
+      port=$qport; [[ $b == mosquitto ]] && port=$mport
+      # shellcheck disable=SC2086
+      line=$(once "$port" ${args[$i]})
+      for f in msgs_per_s p50_ms p99_ms; do res[$b,$i,$f]+="$(field $f <<<"$line") "; done
+      res[$b,$i,missing]=$(( ${res[$b,$i,missing]:-0} + $(field missing <<<"$line") ))
+    done
+  done
+done
+med() { tr ' ' '\n' <<<"${res[$1,$2,$3]}" | grep . | median; }
+
+echo "## mqttd vs mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}') (median of $ROUNDS interleaved rounds x ${SECONDS_PER}s, 64 B, $WINDOW in flight per publisher, loopback, $(nproc) cores)"
 echo
-echo "| scenario | mqttd msgs/s | mosquitto msgs/s | ratio | mqttd p50 / p99 ms | mosquitto p50 / p99 ms |"
-echo "|---|---:|---:|---:|---:|---:|"
-scenario() { # name args...
-  local name=$1; shift
-  local q m
-  m=$(best "$mport" "$@")
-  q=$(best "$qport" "$@")
-  printf '| %s | %s | %s | %s | %s / %s | %s / %s |\n' "$name" \
-    "$(field msgs_per_s <<<"$q")" "$(field msgs_per_s <<<"$m")" \
-    "$(ratio "$(field msgs_per_s <<<"$q")" "$(field msgs_per_s <<<"$m")")" \
-    "$(field p50_ms <<<"$q")" "$(field p99_ms <<<"$q")" "$(field p50_ms <<<"$m")" "$(field p99_ms <<<"$m")"
-}
-scenario "10 -> 10, QoS 0" -pubs 10 -subs 10 -qos 0
-scenario "10 -> 10, QoS 1" -pubs 10 -subs 10 -qos 1
-scenario "1 -> 100 fan-out, QoS 0" -pubs 1 -subs 100 -fanout -qos 0
-scenario "1 -> 100 fan-out, QoS 1" -pubs 1 -subs 100 -fanout -qos 1
+echo "| scenario | mqttd deliveries/s | mosquitto deliveries/s | ratio | mqttd p50 / p99 ms | mosquitto p50 / p99 ms | missing mqttd / mosquitto | per round deliveries/s (mqttd / mosquitto) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---|"
+for i in "${!names[@]}"; do
+  q=$(med mqttd "$i" msgs_per_s); m=$(med mosquitto "$i" msgs_per_s)
+  printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s/ %s|\n' "${names[$i]}" "$q" "$m" "$(ratio "$q" "$m")" \
+    "$(med mqttd "$i" p50_ms)" "$(med mqttd "$i" p99_ms)" "$(med mosquitto "$i" p50_ms)" "$(med mosquitto "$i" p99_ms)" \
+    "${res[mqttd,$i,missing]}" "${res[mosquitto,$i,missing]}" "${res[mqttd,$i,msgs_per_s]}" "${res[mosquitto,$i,msgs_per_s]}"
+done
 
 if (( IDLE > 0 )); then
   echo

@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# turnd beside coturn in one run, on loopback. Prints a markdown table with
-# medians over ROUNDS rounds and the turnd/coturn ratio.
-#   - relayed packets/s, turnutils_uclient (channel mode, 100-byte messages):
-#     from uclient's per-second counts, over the seconds traffic flowed
-#   - relayed packets/s, bench/turnload relay mode (channels, a window of
-#     packets in flight per client, each echo counts as two relayed packets)
-#   - allocations/s, turnutils_uclient: allocations completed per second while
-#     uclient sets up its sessions (uclient allocates one after another, so
-#     this is mostly uclient's own speed)
-#   - allocations/s, bench/turnload alloc mode (Allocate with its 401 round trip
-#     plus release, from fresh 127.x.y.z addresses, several clients at once)
+# turnd beside coturn in one run, on loopback, ROUNDS interleaved rounds (the
+# server that goes first alternates), medians and the turnd/coturn ratio.
+#   - flood, 100 B and 1200 B: turnutils_uclient, UCLIENT_CLIENTS clients in
+#     channel mode, each sending UCLIENT_MSGS messages with no pause to a
+#     turnutils_peer echo. Reported: packets/s echoed back to the clients
+#     (over the seconds they flowed, from the arrival times of uclient's
+#     once-a-second lines), the same in Mbit/s of payload, and loss
+#     (1 - received/sent when the echoes stop arriving; uclient is then
+#     stopped instead of waiting out its own 10 s tail).
+#   - allocations/s: bench/turnload alloc mode, ALLOC_WORKERS closed-loop
+#     workers doing Allocate (with its 401 round trip) + release, each cycle
+#     from a fresh 127.N.x.y source address (coturn holds a released address
+#     for a few seconds), for ALLOC_SECONDS.
+# Relay ports of both servers lie below the kernel's ephemeral range.
 # Needs turnserver, turnutils_uclient and turnutils_peer (make deps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
+UCLIENT_CLIENTS=${UCLIENT_CLIENTS:-10}
+UCLIENT_MSGS=${UCLIENT_MSGS:-3000}
+ALLOC_WORKERS=${ALLOC_WORKERS:-8}
+ALLOC_SECONDS=${ALLOC_SECONDS:-4}
 for t in turnserver turnutils_uclient turnutils_peer; do
   command -v "$t" >/dev/null || { echo "bench-turnd: $t missing (make deps)" >&2; exit 1; }
 done
@@ -53,78 +60,73 @@ sleep 2
 subnet=10
 next_subnet() { subnet=$((subnet + 1)); }
 
-# uclient_pps PORT: relayed packets/s over the full seconds of a uclient run.
-uclient_pps() {
+# flood PORT SIZE: prints "packets/s Mbit/s loss%" for one uclient run.
+flood() {
   next_subnet
-  turnutils_uclient -u alice -w alice-pw -e 127.0.0.1 -r "$PEER" -p "$1" -n 4000 -m 20 -c -z 0 -l 100 \
-    -L "127.$subnet.0.1" 127.0.0.1 2>&1 | awk '
-    /start_mclient: msz=/ {
-      t = $1 + 0; s = $0; sub(/.*tot_send_msgs=/, "", s); sub(/,.*/, "", s)
-      r = $0; sub(/.*tot_recv_msgs=/, "", r); sub(/,.*/, "", r)
-      if (s + 0 > 0) { n++; ts[n] = t; c[n] = s + r }
-    }
-    END {
-      # from the first second with traffic to the last second the count grew
-      # (uclient then waits for lost packets, which would dilute the rate)
-      k = n; while (k > 1 && c[k] == c[k-1]) k--
-      if (k < 2 || ts[k] == ts[1]) { print 0; exit }
-      printf "%.0f\n", (c[k] - c[1]) / (ts[k] - ts[1])
-    }'
+  local total=$((UCLIENT_CLIENTS * UCLIENT_MSGS)) line s r t t0="" r0=0 tl="" rl=0 still=0 sent=0 recv=0
+  coproc UC { exec turnutils_uclient -u alice -w alice-pw -e 127.0.0.1 -r "$PEER" -p "$1" \
+    -n "$UCLIENT_MSGS" -m "$UCLIENT_CLIENTS" -c -z 0 -l "$2" -L "127.$subnet.0.1" 127.0.0.1 2>&1; }
+  local ucpid=$UC_PID
+  while IFS= read -r line <&"${UC[0]}"; do
+    [[ $line == *"start_mclient: msz="* ]] || continue
+    t=$EPOCHREALTIME
+    s=${line#*tot_send_msgs=}; s=${s%%,*}
+    r=${line#*tot_recv_msgs=}; r=${r%%,*}
+    if [[ -z $t0 ]]; then
+      ((s > 0)) && { t0=$t; r0=$r; }
+      continue
+    fi
+    if ((r > rl)); then tl=$t; rl=$r; still=0; else still=$((still + 1)); fi
+    sent=$s; recv=$r
+    # everything sent and nothing new for two seconds: the rest is lost
+    if ((s >= total && still >= 2)); then break; fi
+  done
+  kill "$ucpid" 2>/dev/null || true
+  wait "$ucpid" 2>/dev/null || true
+  awk -v t0="${t0:-0}" -v tl="${tl:-0}" -v r0="$r0" -v rl="$rl" -v s="$sent" -v r="$recv" -v size="$2" 'BEGIN {
+    pps = (tl > t0) ? (rl - r0) / (tl - t0) : 0
+    printf "%.0f %.1f %.1f\n", pps, pps * size * 8 / 1e6, (s > 0) ? 100 * (s - r) / s : 100
+  }'
 }
 
-# uclient_allocs PORT: allocations per second while uclient sets up its
-# sessions, timed by when its lines arrive (first "Connected from" to last
-# "Received relay addr"; uclient's own timestamps are whole seconds).
-uclient_allocs() {
-  next_subnet
-  local line first="" last="" n=0
-  while IFS= read -r line; do
-    case $line in
-      *"Connected from"*) [[ -z $first ]] && first=$EPOCHREALTIME ;;
-      *"Received relay addr"*) last=$EPOCHREALTIME; n=$((n + 1)) ;;
-    esac
-  done < <(turnutils_uclient -v -u alice -w alice-pw -e 127.0.0.1 -r "$PEER" -p "$1" -n 1 -m 100 -c \
-    -L "127.$subnet.0.1" 127.0.0.1 2>&1)
-  awk -v n="$n" -v a="${first:-0}" -v b="${last:-0}" 'BEGIN { printf "%.0f\n", (b > a ? n / (b - a) : 0) }'
-}
-
-turnload() {
+allocs() {
   next_subnet
   # prints "<unit> N in Xs = R/s errors=E": field 6 is "R/s"
-  "$work/turnload" -server "127.0.0.1:$1" -subnet "$subnet" -duration 5s "${@:2}" | awk '{sub("/s", "", $6); print $6}'
+  "$work/turnload" -server "127.0.0.1:$1" -subnet "$subnet" -duration "${ALLOC_SECONDS}s" \
+    -mode alloc -workers "$ALLOC_WORKERS" | awk '{sub("/s", "", $6); print $6}'
 }
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
-best() { sort -n | tail -1; }
 
 declare -A res
 for r in $(seq "$ROUNDS"); do
-  for srv in coturn turnd; do
+  order="coturn turnd"; ((r % 2 == 0)) && order="turnd coturn"
+  for srv in $order; do
     port=$CPORT; [[ $srv == turnd ]] && port=$TPORT
-    res[$srv,upps]+="$(uclient_pps "$port") "
-    res[$srv,lpps]+="$(turnload "$port" -mode relay -workers 8 -window 16) "
-    res[$srv,ualloc]+="$(uclient_allocs "$port") "
-    res[$srv,lalloc]+="$(turnload "$port" -mode alloc -workers 4) "
+    read -r pps mbit loss < <(flood "$port" 100)
+    res[$srv,pps100]+="$pps "; res[$srv,loss100]+="$loss "
+    read -r pps mbit loss < <(flood "$port" 1200)
+    res[$srv,pps1200]+="$pps "; res[$srv,mbit1200]+="$mbit "; res[$srv,loss1200]+="$loss "
+    res[$srv,alloc]+="$(allocs "$port") "
   done
 done
 
-# row NAME KEY [AGG]: AGG is median (default) or best.
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# row NAME KEY: medians, ratio turnd/coturn, and every round.
 row() {
-  local name=$1 key=$2 agg=${3:-median} c t
-  c=$(tr ' ' '\n' <<<"${res[coturn,$key]}" | { grep . || echo 0; } | $agg)
-  t=$(tr ' ' '\n' <<<"${res[turnd,$key]}" | { grep . || echo 0; } | $agg)
-  awk -v n="$name" -v c="$c" -v t="$t" -v cr="${res[coturn,$key]}" -v tr="${res[turnd,$key]}" \
-    'BEGIN { printf "| %s | %d | %d | %.2fx | %s / %s |\n", n, c, t, (c > 0 ? t / c : 0), cr, tr }'
+  local c t
+  c=$(tr ' ' '\n' <<<"${res[coturn,$2]}" | { grep . || echo 0; } | median)
+  t=$(tr ' ' '\n' <<<"${res[turnd,$2]}" | { grep . || echo 0; } | median)
+  awk -v n="$1" -v c="$c" -v t="$t" -v cr="${res[coturn,$2]}" -v tr="${res[turnd,$2]}" \
+    'BEGIN { printf "| %s | %g | %g | %.2fx | %s/ %s|\n", n, c, t, (c > 0 ? t / c : 0), cr, tr }'
 }
 
-echo "turnd vs coturn $(turnserver --version 2>/dev/null | head -1), loopback, $(nproc) CPUs, median of $ROUNDS rounds unless noted"
+echo "turnd vs coturn $(turnserver --version 2>/dev/null | head -1), loopback, $(nproc) CPUs, median of $ROUNDS interleaved rounds"
 echo
 echo "| measure | coturn | turnd | turnd/coturn | per round (coturn / turnd) |"
-echo "|---|---|---|---|---|"
-row "relayed packets/s (turnutils_uclient, 20 clients)" upps
-row "relayed packets/s (turnload relay, 8 clients x 16 in flight)" lpps
-# uclient sometimes binds a new session to the port of a live one (SO_REUSEADDR);
-# the server must answer 437 and uclient pauses before retrying, so the best
-# round is the one that measures the servers.
-row "allocations/s (turnutils_uclient, 100 sessions, best round)" ualloc best
-row "allocations/s (turnload alloc, 4 clients)" lalloc
+echo "|---|---:|---:|---:|---|"
+row "flood 100 B: echoed packets/s (uclient, $UCLIENT_CLIENTS clients x $UCLIENT_MSGS)" pps100
+row "flood 100 B: loss %" loss100
+row "flood 1200 B: echoed packets/s" pps1200
+row "flood 1200 B: echoed Mbit/s" mbit1200
+row "flood 1200 B: loss %" loss1200
+row "allocations/s (turnload, $ALLOC_WORKERS closed-loop workers, fresh addresses)" alloc

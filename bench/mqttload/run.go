@@ -24,6 +24,7 @@ type runOpts struct {
 	drain              time.Duration // after the run, wait this long for deliveries still on their way
 	complete           bool          // fail when a message is missing after the drain
 	size               int
+	rate               float64 // >0: paced, this many deliveries/s over all subscribers
 	label              string
 }
 
@@ -78,11 +79,12 @@ func runCmd(args []string) error {
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "after the run, wait up to this long for every message to arrive before counting the missing ones")
 	fs.BoolVar(&o.complete, "complete", false, "exit with an error when any message is missing")
 	fs.IntVar(&o.size, "size", 256, "payload bytes (>= 16)")
+	fs.Float64Var(&o.rate, "rate", 0, "paced load: deliveries/s over all subscribers, whatever the window (0: as fast as -window or -inflight allow)")
 	fs.StringVar(&o.label, "label", "", "name printed in the result line")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if o.pubs < 1 || o.subs < 1 || o.size < 16 || o.window < 1 || o.qos < 0 || o.qos > 2 || o.seconds <= 0 || o.seconds > 600 {
+	if o.pubs < 1 || o.subs < 1 || o.size < 16 || o.window < 1 || o.qos < 0 || o.qos > 2 || o.seconds <= 0 || o.seconds > 600 || o.rate < 0 {
 		return errors.New("run: bad flags")
 	}
 	if !o.fanout && o.pubs != o.subs {
@@ -250,6 +252,10 @@ func run(o runOpts) (result, error) {
 
 	stop := make(chan struct{})
 	var sent atomic.Int64
+	var interval time.Duration // paced: each publisher sends once per interval
+	if o.rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(o.pubs*book.need) / o.rate)
+	}
 	var wg sync.WaitGroup
 	for i := range pubs {
 		wg.Add(1)
@@ -272,8 +278,16 @@ func run(o runOpts) (result, error) {
 				}()
 				defer func() { close(acks); <-acked }()
 			}
+			next := time.Now()
 			for seq := uint32(0); ; seq++ {
-				if o.inflight == 0 {
+				if interval > 0 {
+					next = next.Add(interval)
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Until(next)):
+					}
+				} else if o.inflight == 0 {
 					select {
 					case <-stop:
 						return
