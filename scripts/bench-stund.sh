@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # stund vs coturn (STUN-only) on the same machine, same run: UDP Binding
-# requests/s and latency percentiles from bench/stunload, several rounds
-# alternating the servers, medians reported with the stund/coturn ratio.
+# requests/s and latency percentiles from bench/stunload, ROUNDS interleaved
+# rounds (the server that goes first alternates), medians reported with the
+# stund/coturn ratio, for two shapes: closed-loop clients with one request in
+# flight each (CLOSED_SOCKETS sockets x 1) and pipelined clients (SOCKETS
+# sockets x WINDOW in flight).
 # Both servers listen on 127.0.0.1 + 127.0.0.2 (RFC 5780 mode); stund runs
 # with its rate limit off (--rate 0) because coturn has none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-4s}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-3s}
+CLOSED_SOCKETS=${CLOSED_SOCKETS:-16}
 SOCKETS=${SOCKETS:-8}
 WINDOW=${WINDOW:-4}
 
@@ -50,26 +54,36 @@ ready() {
 ready "127.0.0.1:$sp" stund
 ready "127.0.0.1:$cp" coturn
 
-load() { "$tmp/stunload" -server "$1" -duration "$DURATION" -sockets "$SOCKETS" -window "$WINDOW" -format tsv; }
-: >"$tmp/stund.tsv"; : >"$tmp/coturn.tsv"
-for ((i = 1; i <= ROUNDS; i++)); do
-  load "127.0.0.1:$sp" >>"$tmp/stund.tsv"
-  load "127.0.0.1:$cp" >>"$tmp/coturn.tsv"
-done
-
+load() { "$tmp/stunload" -server "$1" -duration "$DURATION" -sockets "$2" -window "$3" -format tsv; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { cut -f"$2" "$1" | median; }
-s_rps=$(col "$tmp/stund.tsv" 1); c_rps=$(col "$tmp/coturn.tsv" 1)
-s_p50=$(col "$tmp/stund.tsv" 2); c_p50=$(col "$tmp/coturn.tsv" 2)
-s_p99=$(col "$tmp/stund.tsv" 3); c_p99=$(col "$tmp/coturn.tsv" 3)
-s_lost=$(col "$tmp/stund.tsv" 4); c_lost=$(col "$tmp/coturn.tsv" 4)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+version=$(turnserver --version 2>/dev/null | head -1 | tr -d '\n' || true)
 
-echo
-echo "### stund vs coturn: STUN Binding over UDP (median of $ROUNDS rounds of $DURATION, $SOCKETS sockets x $WINDOW in flight)"
-echo
-echo "| server | requests/s | p50 latency (us) | p99 latency (us) | lost |"
-echo "|---|---:|---:|---:|---:|"
-echo "| stund | $s_rps | $s_p50 | $s_p99 | $s_lost |"
-echo "| coturn $(turnserver --version 2>/dev/null | head -1 | tr -d '\n' || true) | $c_rps | $c_p50 | $c_p99 | $c_lost |"
-echo "| stund / coturn | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p50" "$c_p50") | $(ratio "$s_p99" "$c_p99") | |"
+# shape NAME SOCKETS WINDOW: ROUNDS interleaved rounds, then the table
+shape() {
+  : >"$tmp/stund.tsv"; : >"$tmp/coturn.tsv"
+  for ((i = 1; i <= ROUNDS; i++)); do
+    if ((i % 2)); then
+      load "127.0.0.1:$sp" "$2" "$3" >>"$tmp/stund.tsv"
+      load "127.0.0.1:$cp" "$2" "$3" >>"$tmp/coturn.tsv"
+    else
+      load "127.0.0.1:$cp" "$2" "$3" >>"$tmp/coturn.tsv"
+      load "127.0.0.1:$sp" "$2" "$3" >>"$tmp/stund.tsv"
+    fi
+  done
+  local s_rps c_rps s_p50 c_p50 s_p99 c_p99
+  s_rps=$(col "$tmp/stund.tsv" 1); c_rps=$(col "$tmp/coturn.tsv" 1)
+  s_p50=$(col "$tmp/stund.tsv" 2); c_p50=$(col "$tmp/coturn.tsv" 2)
+  s_p99=$(col "$tmp/stund.tsv" 3); c_p99=$(col "$tmp/coturn.tsv" 3)
+  echo
+  echo "### stund vs coturn: $1 (median of $ROUNDS interleaved rounds of $DURATION)"
+  echo
+  echo "| server | requests/s | p50 latency (us) | p99 latency (us) | lost (median) | requests/s per round |"
+  echo "|---|---:|---:|---:|---:|---|"
+  echo "| stund | $s_rps | $s_p50 | $s_p99 | $(col "$tmp/stund.tsv" 4) | $(cut -f1 "$tmp/stund.tsv" | tr '\n' ' ')|"
+  echo "| coturn $version | $c_rps | $c_p50 | $c_p99 | $(col "$tmp/coturn.tsv" 4) | $(cut -f1 "$tmp/coturn.tsv" | tr '\n' ' ')|"
+  echo "| stund / coturn | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p50" "$c_p50") | $(ratio "$s_p99" "$c_p99") | | |"
+}
+shape "closed loop, $CLOSED_SOCKETS clients x 1 request in flight" "$CLOSED_SOCKETS" 1
+shape "pipelined, $SOCKETS sockets x $WINDOW in flight" "$SOCKETS" "$WINDOW"
