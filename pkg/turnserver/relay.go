@@ -33,6 +33,7 @@ type relayGen struct {
 	maxPort   int
 	bandwidth int64 // bytes/s per direction per allocation; 0 = no cap
 	f         *filter
+	batch     *batchGroup // nil: relay sockets unbatched
 	live      livePorts
 }
 
@@ -91,6 +92,7 @@ func (g *relayGen) AllocatePacketConn(network string, requestedPort int) (net.Pa
 			// Room for bursts while the relay goroutine waits to be scheduled
 			// (the default holds only a few hundred small datagrams).
 			_ = u.SetReadBuffer(relayReadBuffer)
+			c = batched(u, g.batch, relayBatch)
 		}
 		rc := &relayConn{
 			PacketConn: c,

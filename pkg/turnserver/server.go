@@ -175,6 +175,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	gen := &relayGen{
 		nw: nw, bind: cfg.RelayBind, advertise: cfg.RelayIP,
 		minPort: cfg.RelayMinPort, maxPort: cfg.RelayMaxPort, bandwidth: cfg.Bandwidth, f: f,
+		batch: newBatchGroup(),
 	}
 	if err := gen.Validate(); err != nil {
 		return nil, err
@@ -207,7 +208,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	}
 	for _, c := range s.udp {
 		pc.PacketConnConfigs = append(pc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: &packetConn{PacketConn: c, f: f}, RelayAddressGenerator: gen, PermissionHandler: perm,
+			PacketConn: &packetConn{PacketConn: batched(c, gen.batch, listenBatch), f: f}, RelayAddressGenerator: gen, PermissionHandler: perm,
 		})
 	}
 	for _, l := range s.tcp {

@@ -1,0 +1,203 @@
+package turnserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/ipv4"
+)
+
+// Batched UDP I/O for pion. pion reads each socket in its own goroutine
+// (one per listening socket, one per allocation) and writes one datagram
+// per call, so without help every relayed datagram costs two system calls
+// and two trips through Go's poller. batchConn keeps pion's one-datagram
+// net.PacketConn interface but reads with recvmmsg (ReadFrom serves the
+// datagrams of one batch, then reads the next) and writes with sendmmsg
+// (WriteTo copies into a queue that goes out when it is full or when any
+// reader of the same batchGroup has served its batch and is about to read
+// again). Every write pion makes comes from one of those reader goroutines,
+// so a datagram waits at most for the rest of the batch it answers; a timer
+// flushes anything else within flushAfter.
+
+const (
+	listenBatch = 32   // datagrams per system call on a listening socket
+	relayBatch  = 16   // and on a relay socket (buffers are allocated on first use)
+	batchMTU    = 1600 // largest datagram queued; pion reads at most this much too
+	flushAfter  = 2 * time.Millisecond
+)
+
+// batchGroup is the set of batchConns whose queued writes a reader flushes
+// before it reads again.
+type batchGroup struct {
+	mu    sync.Mutex
+	dirty []*batchConn
+	armed atomic.Bool
+	timer *time.Timer
+	errs  atomic.Uint64 // datagrams a sendmmsg refused
+}
+
+func newBatchGroup() *batchGroup {
+	g := &batchGroup{}
+	g.timer = time.AfterFunc(time.Hour, func() {
+		g.armed.Store(false)
+		g.flush()
+	})
+	g.timer.Stop()
+	return g
+}
+
+// markDirty records that c has queued writes.
+func (g *batchGroup) markDirty(c *batchConn) {
+	g.mu.Lock()
+	g.dirty = append(g.dirty, c)
+	g.mu.Unlock()
+	if g.armed.CompareAndSwap(false, true) {
+		g.timer.Reset(flushAfter)
+	}
+}
+
+// flush sends every queued write of the group.
+func (g *batchGroup) flush() {
+	g.mu.Lock()
+	if len(g.dirty) == 0 {
+		g.mu.Unlock()
+		return
+	}
+	list := g.dirty
+	g.dirty = nil
+	g.mu.Unlock()
+	for i, c := range list {
+		c.flush()
+		list[i] = nil
+	}
+}
+
+// batchConn is a *net.UDPConn read and written in batches; see above. One
+// goroutine at a time reads (a mutex makes more safe, not fast); any number
+// may write.
+type batchConn struct {
+	*net.UDPConn
+	pc    *ipv4.PacketConn // ReadBatch/WriteBatch work for both families
+	g     *batchGroup
+	batch int
+
+	rmu    sync.Mutex
+	rmsgs  []ipv4.Message
+	rn, ri int // rmsgs[ri:rn] are read and not yet served
+
+	wmu    sync.Mutex
+	wmsgs  []ipv4.Message
+	wbufs  [][]byte
+	wn     int  // queued datagrams
+	dirty  bool // c is on g.dirty
+	closed bool
+}
+
+func newBatchConn(c *net.UDPConn, g *batchGroup, batch int) *batchConn {
+	return &batchConn{UDPConn: c, pc: ipv4.NewPacketConn(c), g: g, batch: batch}
+}
+
+func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.ri == c.rn {
+		// This batch is served: what it caused goes out before we wait.
+		c.g.flush()
+		if c.rmsgs == nil {
+			c.rmsgs = make([]ipv4.Message, c.batch)
+			for i := range c.rmsgs {
+				c.rmsgs[i].Buffers = [][]byte{make([]byte, batchMTU)}
+			}
+		}
+		n, err := c.pc.ReadBatch(c.rmsgs, 0)
+		if err != nil {
+			return 0, nil, fmt.Errorf("turnserver: read batch: %w", err)
+		}
+		c.ri, c.rn = 0, n
+	}
+	m := &c.rmsgs[c.ri]
+	c.ri++
+	return copy(p, m.Buffers[0][:m.N]), m.Addr, nil
+}
+
+var errConnClosed = fmt.Errorf("turnserver: write on a closed socket: %w", net.ErrClosed)
+
+func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if len(p) > batchMTU {
+		c.flush() // keep the order of what this socket sends
+		return c.UDPConn.WriteTo(p, addr)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return 0, errConnClosed
+	}
+	if c.wmsgs == nil {
+		c.wmsgs = make([]ipv4.Message, c.batch)
+		c.wbufs = make([][]byte, c.batch)
+		for i := range c.wbufs {
+			c.wbufs[i] = make([]byte, batchMTU)
+		}
+	}
+	m := &c.wmsgs[c.wn]
+	m.Buffers = append(m.Buffers[:0], c.wbufs[c.wn][:copy(c.wbufs[c.wn], p)])
+	m.Addr = addr
+	c.wn++
+	if c.wn == c.batch {
+		c.sendLocked()
+	} else if !c.dirty {
+		c.dirty = true
+		c.g.markDirty(c)
+	}
+	return len(p), nil
+}
+
+// flush sends what is queued.
+func (c *batchConn) flush() {
+	c.wmu.Lock()
+	c.sendLocked()
+	c.dirty = false
+	c.wmu.Unlock()
+}
+
+// sendLocked sends the queue with sendmmsg. A datagram the kernel refuses
+// is counted and skipped so the rest still go.
+func (c *batchConn) sendLocked() {
+	ms := c.wmsgs[:c.wn]
+	for len(ms) > 0 {
+		n, err := c.pc.WriteBatch(ms, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				break
+			}
+			c.g.errs.Add(1)
+			n = 1
+		}
+		ms = ms[n:]
+	}
+	for i := range c.wmsgs[:c.wn] {
+		c.wmsgs[i].Addr = nil
+	}
+	c.wn = 0
+}
+
+func (c *batchConn) Close() error {
+	c.wmu.Lock()
+	c.sendLocked()
+	c.closed = true
+	c.wmu.Unlock()
+	return c.UDPConn.Close()
+}
+
+// batched wraps a UDP socket in a batchConn of g; other sockets (a lab
+// network's) are returned as they are.
+func batched(c net.PacketConn, g *batchGroup, batch int) net.PacketConn {
+	if u, ok := c.(*net.UDPConn); ok && g != nil {
+		return newBatchConn(u, g, batch)
+	}
+	return c
+}
