@@ -20,7 +20,7 @@ ROUNDS=${ROUNDS:-5}
 UCLIENT_CLIENTS=${UCLIENT_CLIENTS:-10}
 UCLIENT_MSGS=${UCLIENT_MSGS:-3000}
 ALLOC_WORKERS=${ALLOC_WORKERS:-8}
-ALLOC_SECONDS=${ALLOC_SECONDS:-4}
+ALLOC_SECONDS=${ALLOC_SECONDS:-3}
 for t in turnserver turnutils_uclient turnutils_peer; do
   command -v "$t" >/dev/null || { echo "bench-turnd: $t missing (make deps)" >&2; exit 1; }
 done
@@ -64,10 +64,13 @@ next_subnet() { subnet=$((subnet + 1)); }
 flood() {
   next_subnet
   local total=$((UCLIENT_CLIENTS * UCLIENT_MSGS)) line s r t t0="" r0=0 tl="" rl=0 still=0 sent=0 recv=0
-  coproc UC { exec turnutils_uclient -u alice -w alice-pw -e 127.0.0.1 -r "$PEER" -p "$1" \
-    -n "$UCLIENT_MSGS" -m "$UCLIENT_CLIENTS" -c -z 0 -l "$2" -L "127.$subnet.0.1" 127.0.0.1 2>&1; }
-  local ucpid=$UC_PID
-  while IFS= read -r line <&"${UC[0]}"; do
+  local fd ucpid
+  exec {fd}< <(exec turnutils_uclient -u alice -w alice-pw -e 127.0.0.1 -r "$PEER" -p "$1" \
+    -n "$UCLIENT_MSGS" -m "$UCLIENT_CLIENTS" -c -z 0 -l "$2" -L "127.$subnet.0.1" 127.0.0.1 2>&1)
+  ucpid=$!
+  : >"$work/uclient.out"
+  while IFS= read -r line <&"$fd"; do
+    echo "$line" >>"$work/uclient.out"
     [[ $line == *"start_mclient: msz="* ]] || continue
     t=$EPOCHREALTIME
     s=${line#*tot_send_msgs=}; s=${s%%,*}
@@ -82,7 +85,11 @@ flood() {
     if ((s >= total && still >= 2)); then break; fi
   done
   kill "$ucpid" 2>/dev/null || true
-  wait "$ucpid" 2>/dev/null || true
+  exec {fd}<&-
+  if [[ -z $t0 ]]; then
+    echo "bench-turnd: no traffic flowed through port $1 ($2 B); uclient said:" >&2
+    grep -v '^[0-9]*: : *$' "$work/uclient.out" | tail -5 >&2
+  fi
   awk -v t0="${t0:-0}" -v tl="${tl:-0}" -v r0="$r0" -v rl="$rl" -v s="$sent" -v r="$recv" -v size="$2" 'BEGIN {
     pps = (tl > t0) ? (rl - r0) / (tl - t0) : 0
     printf "%.0f %.1f %.1f\n", pps, pps * size * 8 / 1e6, (s > 0) ? 100 * (s - r) / s : 100
