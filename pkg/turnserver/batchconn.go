@@ -19,9 +19,11 @@ import (
 // datagrams of one batch, then reads the next) and writes with sendmmsg
 // (WriteTo copies into a queue that goes out when it is full or when any
 // reader of the same batchGroup has served its batch and is about to read
-// again). Every write pion makes comes from one of those reader goroutines,
-// so a datagram waits at most for the rest of the batch it answers; a timer
-// flushes anything else within flushAfter.
+// again; a TCP/TLS client connection's reader, whose frames pion relays to
+// relay sockets, flushes the group before it reads too). Every write pion
+// makes comes from one of those reader goroutines, so a datagram waits at
+// most for the rest of the batch it answers; a timer flushes anything else
+// within flushAfter.
 
 const (
 	listenBatch = 32   // datagrams per system call on a listening socket
@@ -60,8 +62,11 @@ func (g *batchGroup) markDirty(c *batchConn) {
 	}
 }
 
-// flush sends every queued write of the group.
+// flush sends every queued write of the group (nil: none).
 func (g *batchGroup) flush() {
+	if g == nil {
+		return
+	}
 	g.mu.Lock()
 	if len(g.dirty) == 0 {
 		g.mu.Unlock()

@@ -212,6 +212,7 @@ func (c *streamConn) nextFrame() ([]byte, error) {
 			c.data = grown
 		}
 		c.armIdle()
+		c.f.batch.flush() // relay writes this frame caused go out before we wait
 		m, err := c.Conn.Read(c.data[c.w:])
 		c.w += m
 		c.rerr = err

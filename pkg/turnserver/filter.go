@@ -41,6 +41,7 @@ type filter struct {
 	log      *slog.Logger
 	draining atomic.Bool
 	now      func() time.Time
+	batch    *batchGroup // the server's batched UDP sockets; nil: none
 }
 
 func tupleKey(network string, remote, local net.Addr) string {

@@ -167,6 +167,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 		m:       m,
 		log:     log,
 		now:     cfg.Now,
+		batch:   newBatchGroup(),
 	}
 	nw := cfg.Net
 	if nw == nil {
@@ -175,7 +176,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	gen := &relayGen{
 		nw: nw, bind: cfg.RelayBind, advertise: cfg.RelayIP,
 		minPort: cfg.RelayMinPort, maxPort: cfg.RelayMaxPort, bandwidth: cfg.Bandwidth, f: f,
-		batch: newBatchGroup(),
+		batch: f.batch,
 	}
 	if err := gen.Validate(); err != nil {
 		return nil, err
