@@ -84,7 +84,10 @@ for r in $(seq "$ROUNDS"); do
     for b in $order; do
       port=$qport; [[ $b == mosquitto ]] && port=$mport
       # shellcheck disable=SC2086
-      line=$(once "$port" ${args[$i]})
+      if ! line=$(once "$port" ${args[$i]}); then
+        echo "bench-mqttd: ${names[$i]} on $b failed in round $r; counted as 0" >&2
+        line="result msgs_per_s=0 p50_ms=0 p99_ms=0 missing=0"
+      fi
       for f in msgs_per_s p50_ms p99_ms; do res[$b,$i,$f]+="$(field $f <<<"$line") "; done
       res[$b,$i,missing]=$(( ${res[$b,$i,missing]:-0} + $(field missing <<<"$line") ))
     done
