@@ -100,7 +100,8 @@ allocs() {
   next_subnet
   # prints "<unit> N in Xs = R/s errors=E": field 6 is "R/s"
   "$work/turnload" -server "127.0.0.1:$1" -subnet "$subnet" -duration "${ALLOC_SECONDS}s" \
-    -mode alloc -workers "$ALLOC_WORKERS" | awk '{sub("/s", "", $6); print $6}'
+    -mode alloc -workers "$ALLOC_WORKERS" | awk '{sub("/s", "", $6); print $6}' ||
+    { echo "bench-turnd: turnload alloc against port $1 failed; counted as 0" >&2; echo 0; }
 }
 
 declare -A res
