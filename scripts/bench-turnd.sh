@@ -99,9 +99,13 @@ flood() {
 allocs() {
   next_subnet
   # prints "<unit> N in Xs = R/s errors=E": field 6 is "R/s"
-  "$work/turnload" -server "127.0.0.1:$1" -subnet "$subnet" -duration "${ALLOC_SECONDS}s" \
-    -mode alloc -workers "$ALLOC_WORKERS" | awk '{sub("/s", "", $6); print $6}' ||
-    { echo "bench-turnd: turnload alloc against port $1 failed; counted as 0" >&2; echo 0; }
+  local out
+  if ! out=$("$work/turnload" -server "127.0.0.1:$1" -subnet "$subnet" -duration "${ALLOC_SECONDS}s" \
+    -mode alloc -workers "$ALLOC_WORKERS" | awk '{sub("/s", "", $6); print $6}'); then
+    echo "bench-turnd: turnload alloc against port $1 failed; counted as 0" >&2
+    out=0
+  fi
+  echo "${out:-0}"
 }
 
 declare -A res
