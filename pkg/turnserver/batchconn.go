@@ -27,7 +27,7 @@ import (
 
 const (
 	listenBatch = 32   // datagrams per system call on a listening socket
-	relayBatch  = 16   // and on a relay socket (buffers are allocated on first use)
+	relayBatch  = 16   // and on a relay socket (buffers are allocated once traffic comes)
 	batchMTU    = 1600 // largest datagram queued; pion reads at most this much too
 	flushAfter  = 2 * time.Millisecond
 )
@@ -113,10 +113,18 @@ func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		// This batch is served: what it caused goes out before we wait.
 		c.g.flush()
 		if c.rmsgs == nil {
+			// The first datagram is read alone: a socket that never sees
+			// traffic (most relay sockets under an allocation load) never
+			// gets batch buffers.
+			n, addr, err := c.UDPConn.ReadFrom(p)
+			if err != nil {
+				return n, addr, fmt.Errorf("turnserver: read: %w", err)
+			}
 			c.rmsgs = make([]ipv4.Message, c.batch)
 			for i := range c.rmsgs {
 				c.rmsgs[i].Buffers = [][]byte{make([]byte, batchMTU)}
 			}
+			return n, addr, nil
 		}
 		n, err := c.pc.ReadBatch(c.rmsgs, 0)
 		if err != nil {
