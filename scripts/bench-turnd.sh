@@ -37,8 +37,11 @@ trap cleanup EXIT
 go build -o "$work/turnd" ./cmd/turnd
 go build -o "$work/turnload" ./bench/turnload
 
-base=$((20000 + RANDOM % 8000))
-CPORT=$base; TPORT=$((base + 1)); PEER=$((base + 2)); ADMIN=$((base + 3))
+# Listening ports lie between the relay ranges and the ephemeral range.
+# uclient also binds a channel to the echo peer's port + 1, and turnd refuses
+# its own service ports (TURN, admin) as peers, so PEER + 1 stays free.
+base=$((32000 + RANDOM % 700))
+CPORT=$base; TPORT=$((base + 1)); PEER=$((base + 2)); ADMIN=$((base + 5))
 printf 'alice:alice-pw\n' >"$work/users"
 
 # Same shape for both: loopback only, long-term credentials, realm "bench",
