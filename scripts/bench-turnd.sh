@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 UCLIENT_CLIENTS=${UCLIENT_CLIENTS:-10}
-UCLIENT_MSGS=${UCLIENT_MSGS:-3000}
+UCLIENT_MSGS=${UCLIENT_MSGS:-4000}
 ALLOC_WORKERS=${ALLOC_WORKERS:-8}
 ALLOC_SECONDS=${ALLOC_SECONDS:-3}
 for t in turnserver turnutils_uclient turnutils_peer; do
@@ -132,7 +132,7 @@ row() {
   c=$(tr ' ' '\n' <<<"${res[coturn,$2]}" | { grep . || echo 0; } | median)
   t=$(tr ' ' '\n' <<<"${res[turnd,$2]}" | { grep . || echo 0; } | median)
   awk -v n="$1" -v c="$c" -v t="$t" -v cr="${res[coturn,$2]}" -v tr="${res[turnd,$2]}" \
-    'BEGIN { printf "| %s | %g | %g | %.2fx | %s/ %s|\n", n, c, t, (c > 0 ? t / c : 0), cr, tr }'
+    'BEGIN { printf "| %s | %g | %g | %s | %s/ %s|\n", n, c, t, (c > 0 ? sprintf("%.2fx", t / c) : "n/a"), cr, tr }'
 }
 
 echo "turnd vs coturn $(turnserver --version 2>/dev/null | head -1), loopback, $(nproc) CPUs, median of $ROUNDS interleaved rounds"
