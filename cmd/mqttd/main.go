@@ -123,6 +123,7 @@ func (s *settings) finish() (*settings, error) {
 }
 
 func serve(args []string) int {
+	tuneGC()
 	s, err := parse(args)
 	if errors.Is(err, config.ErrHelp) {
 		return 0
