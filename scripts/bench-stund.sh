@@ -33,7 +33,7 @@ go build -o "$tmp/stunload" ./bench/stunload
 
 # Free-looking high ports, chosen at random to avoid other users.
 sp=$((20000 + RANDOM % 5000 * 2))
-cp=$((31000 + RANDOM % 5000 * 2))
+cp=$((30000 + RANDOM % 1000 * 2)) # below the ephemeral range: coturn binds TCP as well
 "$tmp/stund" --primary-ip4 127.0.0.1 --alternate-ip4 127.0.0.2 --port "$sp" --alt-port $((sp + 1)) \
   --rate 0 --admin "" --log-level warn 2>"$tmp/stund.log" &
 pids+=($!)
