@@ -34,14 +34,25 @@ func idleCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	conns := make([]net.Conn, *n)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
+	conns, err := openIdleConns(*n, *addr, func(i int) string { return fmt.Sprintf("idle-%d-%d", i, time.Now().UnixNano()) })
+	defer closeAll(conns)
+	if err != nil {
+		return err
+	}
+	time.Sleep(*settle)
+	after, err := rssKiB(*pid)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("result label=%s conns=%d rss_before_mib=%.1f rss_after_mib=%.1f kib_per_conn=%.1f\n",
+		*label, *n, float64(before)/1024, float64(after)/1024, float64(after-before)/float64(*n))
+	return nil
+}
+
+// openIdleConns opens n idle MQTT connections to addr, 64 at a time; the
+// conns opened so far are returned with the first error.
+func openIdleConns(n int, addr string, id func(int) string) ([]net.Conn, error) {
+	conns := make([]net.Conn, n)
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -52,7 +63,7 @@ func idleCmd(args []string) error {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := openIdle(*addr, fmt.Sprintf("idle-%d-%d", i, time.Now().UnixNano()))
+			c, err := openIdle(addr, id(i))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {
@@ -62,17 +73,15 @@ func idleCmd(args []string) error {
 		}(i)
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	return conns, firstErr
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
 	}
-	time.Sleep(*settle)
-	after, err := rssKiB(*pid)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("result label=%s conns=%d rss_before_mib=%.1f rss_after_mib=%.1f kib_per_conn=%.1f\n",
-		*label, *n, float64(before)/1024, float64(after)/1024, float64(after-before)/float64(*n))
-	return nil
 }
 
 func openIdle(addr, id string) (net.Conn, error) {

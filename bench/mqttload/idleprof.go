@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"sync"
 	"time"
 
 	"github.com/p2pd-go/p2pd/pkg/mqttbroker"
@@ -41,36 +39,10 @@ func idleProfCmd(args []string) error {
 	}
 	defer b.Close()
 	before := memNow()
-	conns := make([]net.Conn, *n)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	sem := make(chan struct{}, 64)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for i := range conns {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, err := openIdle(b.Addr("tcp"), fmt.Sprintf("idle-%d", i))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			conns[i] = c
-		}(i)
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	conns, err := openIdleConns(*n, b.Addr("tcp"), func(i int) string { return fmt.Sprintf("idle-%d", i) })
+	defer closeAll(conns)
+	if err != nil {
+		return err
 	}
 	time.Sleep(2 * time.Second)
 	after := memNow()
