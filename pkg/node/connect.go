@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/p2pd-go/p2pd/pkg/identity"
@@ -170,12 +169,12 @@ func (n *Node) dial(ctx context.Context, cands []netip.AddrPort, peer [identity.
 		}()
 	}
 	var winner *SecureConn
-	var errs []string
+	var errs []error
 	for range cands {
 		r := <-results
 		switch {
 		case r.err != nil:
-			errs = append(errs, r.err.Error())
+			errs = append(errs, r.err)
 		case winner == nil:
 			winner = r.sc
 			cancel() // stop the others
@@ -186,7 +185,7 @@ func (n *Node) dial(ctx context.Context, cands []netip.AddrPort, peer [identity.
 	if winner != nil {
 		return winner, nil
 	}
-	return nil, errors.New(strings.Join(errs, "; "))
+	return nil, errors.Join(errs...)
 }
 
 // reverse asks the peer over signalling to connect back, and waits for its
