@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flynn/noise"
 	"github.com/p2pd-go/p2pd/pkg/identity"
 )
 
@@ -157,4 +158,48 @@ func FuzzAccept(f *testing.F) {
 			t.Fatal("garbage accepted as a handshake")
 		}
 	})
+}
+
+// TestCipherSuites: a responder accepts either suite an initiator proposes
+// (AES-GCM where the CPU has AES instructions, ChaCha20-Poly1305 elsewhere),
+// both ends agree on it, and data crosses in both directions.
+func TestCipherSuites(t *testing.T) {
+	a, b := newID(t), newID(t)
+	for _, tc := range []struct {
+		name  string
+		suite noise.CipherSuite
+	}{
+		{"AESGCM", suiteAESGCM},
+		{"ChaChaPoly", suiteChaCha},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, s := tcpPair(t)
+			ch := make(chan acceptResult, 1)
+			go func() {
+				sc, h, err := Accept(context.Background(), s, b)
+				ch <- acceptResult{sc, h, err}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			cc, err := initiate(ctx, c, a, b.Public, Hello{PipeID: "p1", Kind: "direct"}, tc.suite)
+			res := <-ch
+			if err != nil || res.err != nil {
+				t.Fatalf("initiator %v, responder %v", err, res.err)
+			}
+			if cc.Cipher() != tc.name || res.sc.Cipher() != tc.name {
+				t.Fatalf("ciphers: initiator %q, responder %q, want %q", cc.Cipher(), res.sc.Cipher(), tc.name)
+			}
+			big := make([]byte, 100_000)
+			_, _ = rand.Read(big)
+			go func() { _, _ = cc.Write(big) }()
+			got := make([]byte, len(big))
+			if _, err := io.ReadFull(res.sc, got); err != nil || !bytes.Equal(got, big) {
+				t.Fatalf("initiator to responder: %v", err)
+			}
+			go func() { _, _ = res.sc.Write(big[:5000]) }()
+			if _, err := io.ReadFull(cc, got[:5000]); err != nil || !bytes.Equal(got[:5000], big[:5000]) {
+				t.Fatalf("responder to initiator: %v", err)
+			}
+		})
+	}
 }

@@ -103,26 +103,57 @@ func newDecoder(f Framing, r io.Reader, max int) *decoder {
 	return &decoder{f: f, max: max, r: bufio.NewReader(r)}
 }
 
-// next returns the next message; the slice is the caller's to keep.
-func (d *decoder) next() ([]byte, error) {
+// msgPool recycles the buffers of received Frames messages that only Divert
+// handlers saw (see Pipe.deliver).
+var msgPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// pooledMin is the smallest message read into a pooled buffer; smaller ones
+// cost little to allocate.
+const pooledMin = 4 << 10
+
+// next returns the next message. With a nil release the slice is the
+// caller's to keep; otherwise it is a pooled buffer the caller hands back
+// with release once nothing refers to it.
+func (d *decoder) next() (msg []byte, release func(), err error) {
+	if d.f == Frames {
+		return d.nextFrame()
+	}
+	msg, err = d.nextOther()
+	return msg, nil, err
+}
+
+func (d *decoder) nextFrame() ([]byte, func(), error) {
+	var h [frameHeader]byte
+	if _, err := io.ReadFull(d.r, h[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, nil, fmt.Errorf("pipe: stream ended inside a frame header: %w", err)
+		}
+		return nil, nil, err
+	}
+	n := binary.BigEndian.Uint32(h[:])
+	if uint64(n) > uint64(d.max) {
+		return nil, nil, fmt.Errorf("%w: frame of %d bytes, at most %d", ErrTooLarge, n, d.max)
+	}
+	var msg []byte
+	var release func()
+	if n >= pooledMin {
+		bp := msgPool.Get().(*[]byte)
+		if uint32(cap(*bp)) < n {
+			*bp = make([]byte, n)
+		}
+		msg = (*bp)[:n]
+		release = func() { msgPool.Put(bp) }
+	} else {
+		msg = make([]byte, n)
+	}
+	if _, err := io.ReadFull(d.r, msg); err != nil {
+		return nil, nil, fmt.Errorf("pipe: stream ended inside a frame: %w", noEOF(err))
+	}
+	return msg, release, nil
+}
+
+func (d *decoder) nextOther() ([]byte, error) {
 	switch d.f {
-	case Frames:
-		var h [frameHeader]byte
-		if _, err := io.ReadFull(d.r, h[:]); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, fmt.Errorf("pipe: stream ended inside a frame header: %w", err)
-			}
-			return nil, err
-		}
-		n := binary.BigEndian.Uint32(h[:])
-		if uint64(n) > uint64(d.max) {
-			return nil, fmt.Errorf("%w: frame of %d bytes, at most %d", ErrTooLarge, n, d.max)
-		}
-		msg := make([]byte, n)
-		if _, err := io.ReadFull(d.r, msg); err != nil {
-			return nil, fmt.Errorf("pipe: stream ended inside a frame: %w", noEOF(err))
-		}
-		return msg, nil
 	case Lines:
 		var msg []byte
 		for {

@@ -12,14 +12,17 @@ func decodeAll(f Framing, b []byte, max int) ([][]byte, error) {
 	d := newDecoder(f, bytes.NewReader(b), max)
 	var out [][]byte
 	for {
-		m, err := d.next()
+		m, release, err := d.next()
 		if errors.Is(err, io.EOF) {
 			return out, nil
 		}
 		if err != nil {
 			return out, err
 		}
-		out = append(out, m)
+		out = append(out, bytes.Clone(m))
+		if release != nil {
+			release()
+		}
 	}
 }
 

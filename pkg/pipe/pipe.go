@@ -13,6 +13,7 @@
 package pipe
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -117,6 +118,7 @@ func (p *Pipe) Stats() Stats {
 type subscription struct {
 	msg, addr *regexp.Regexp
 	handler   func(Message)
+	lent      bool // handler gets the reader's buffer for the call only (Divert)
 	items     []Message
 	max       int
 	bytes     int // queued payload bytes
@@ -206,6 +208,10 @@ func compile(pat string) (*regexp.Regexp, error) {
 // instead, with none lost or duplicated in between. h runs on the pipe's
 // reader, so a blocking h holds the peer back (flow control); it must
 // return once its consumer is gone. Undivert turns the queue back on.
+//
+// h is lent m.Data for the call only (the reader reuses the buffer, which
+// spares a large allocation per message on a busy relay): h must not keep
+// it. Requeue copies what it is given.
 func (p *Pipe) Divert(s Sub, h func(Message)) ([]Message, error) {
 	if h == nil {
 		return nil, errors.New("pipe: nil handler")
@@ -220,7 +226,7 @@ func (p *Pipe) Divert(s Sub, h func(Message)) ([]Message, error) {
 		return nil, fmt.Errorf("pipe: subscription %+v already has a handler", s)
 	}
 	items := sub.items
-	sub.items, sub.bytes, sub.handler = nil, 0, h
+	sub.items, sub.bytes, sub.handler, sub.lent = nil, 0, h, true
 	close(sub.wake) // waiting Recvs see the handler and return
 	sub.wake = make(chan struct{})
 	return items, nil
@@ -231,7 +237,7 @@ func (p *Pipe) Undivert(s Sub) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if sub, ok := p.subs[s]; ok {
-		sub.handler = nil
+		sub.handler, sub.lent = nil, false
 	}
 }
 
@@ -384,11 +390,12 @@ func (p *Pipe) readLoop() {
 	var err error
 	for {
 		var data []byte
-		data, err = p.dec.next()
+		var release func()
+		data, release, err = p.dec.next()
 		if err != nil {
 			break
 		}
-		p.deliver(Message{Data: data, From: p.from})
+		p.deliver(Message{Data: data, From: p.from}, release)
 	}
 	p.shutdown(err)
 	p.conn.Close()
@@ -448,15 +455,19 @@ func (p *Pipe) Requeue(s Sub, m Message) error {
 	if !ok {
 		return fmt.Errorf("%w: %+v", ErrNoSub, s)
 	}
+	m.Data = bytes.Clone(m.Data) // it may be a lent buffer
 	p.push(sub, m)
 	return nil
 }
 
-// deliver hands m to every matching subscription.
-func (p *Pipe) deliver(m Message) {
+// deliver hands m to every matching subscription. With release, m.Data
+// is the reader's buffer: queues and keeping handlers get one copy of it,
+// Divert handlers the buffer itself, which is released afterwards.
+func (p *Pipe) deliver(m Message, release func()) {
 	addr := m.From.String()
-	var handlers []func(Message)
-	matched := false
+	var keep, lend []func(Message)
+	matched, cloned := false, release == nil
+	owned := m
 	p.mu.Lock()
 	p.recvd.Messages++
 	p.recvd.Bytes += uint64(len(m.Data))
@@ -465,11 +476,18 @@ func (p *Pipe) deliver(m Message) {
 			continue
 		}
 		matched = true
-		if sub.handler != nil {
-			handlers = append(handlers, sub.handler)
+		if sub.lent {
+			lend = append(lend, sub.handler)
 			continue
 		}
-		p.push(sub, m)
+		if !cloned {
+			owned.Data, cloned = bytes.Clone(m.Data), true
+		}
+		if sub.handler != nil {
+			keep = append(keep, sub.handler)
+			continue
+		}
+		p.push(sub, owned)
 	}
 	p.mu.Unlock()
 	if p.opts.Metrics != nil {
@@ -478,7 +496,13 @@ func (p *Pipe) deliver(m Message) {
 			p.opts.Metrics.Unmatched.Inc()
 		}
 	}
-	for _, h := range handlers {
+	for _, h := range keep {
+		h(owned)
+	}
+	for _, h := range lend {
 		h(m)
+	}
+	if release != nil {
+		release()
 	}
 }

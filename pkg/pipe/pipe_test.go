@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -476,5 +477,69 @@ func TestDivert(t *testing.T) {
 	}
 	if err := pb.Requeue(Sub{Msg: "nope"}, Message{}); !errors.Is(err, ErrNoSub) {
 		t.Errorf("Requeue on no subscription: %v", err)
+	}
+}
+
+// TestDivertLentBuffers: a Divert handler is lent the reader's buffer, which
+// is reused for later messages, so what queues and keeping handlers got, and
+// what the handler requeued, must be copies that stay intact.
+func TestDivertLentBuffers(t *testing.T) {
+	c, s := tcpPair(t, "tcp", "127.0.0.1:0")
+	pa, pb := New(c, Options{}), New(s, Options{})
+	defer pa.Close()
+	defer pb.Close()
+	all, tagged := Sub{}, Sub{Msg: "^keep"}
+	for _, sub := range []Sub{all, tagged} {
+		if err := pb.Subscribe(sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var kept [][]byte
+	var mu sync.Mutex
+	if err := pb.SubscribeFunc(Sub{Msg: "^keep 0"}, func(m Message) {
+		mu.Lock()
+		kept = append(kept, m.Data)
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(i int) []byte { // large enough for a pooled buffer
+		b := bytes.Repeat([]byte{byte('a' + i)}, 3*pooledMin)
+		copy(b, fmt.Sprintf("keep %d ", i))
+		return b
+	}
+	lent := make(chan []byte, 16)
+	if _, err := pb.Divert(all, func(m Message) {
+		lent <- bytes.Clone(m.Data)
+		if m.Data[5] == '1' { // "keep 1": the handler cannot pass it on
+			_ = pb.Requeue(all, m)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 6
+	for i := range n {
+		if err := pa.Send(ctx, msg(i)); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-lent; !bytes.Equal(got, msg(i)) {
+			t.Fatalf("handler got message %d wrong", i)
+		}
+	}
+	for i := range n {
+		m, err := pb.Recv(ctx, tagged, 5*time.Second)
+		if err != nil || !bytes.Equal(m.Data, msg(i)) {
+			t.Fatalf("queued message %d changed after later reads (%v)", i, err)
+		}
+	}
+	pb.Undivert(all)
+	if m, err := pb.Recv(ctx, all, 5*time.Second); err != nil || !bytes.Equal(m.Data, msg(1)) {
+		t.Fatalf("requeued message changed after later reads (%v)", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(kept) != 1 || !bytes.Equal(kept[0], msg(0)) {
+		t.Fatalf("keeping handler's message changed after later reads")
 	}
 }
