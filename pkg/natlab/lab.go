@@ -54,6 +54,11 @@ type Lab struct {
 	routers int
 	relays  []*relay
 	netem   *bool
+
+	// IPv6 routing to v6 routers' /64s (router6.go).
+	route6Mu sync.Mutex
+	wan6NS   []string // WAN namespaces with an IPv6 address
+	routes6  []route6
 }
 
 // New creates an empty lab with its WAN segment. It removes leftovers of
@@ -255,6 +260,9 @@ func (l *Lab) AddServerLink(name string, link Link, addrs ...netip.Addr) *Host {
 		l.must(addAddr(h.ns, "eth0", a, wanBits(a)))
 	}
 	h.addrs = addrs
+	if hasV6(addrs) {
+		l.must(l.joinWAN6(h.ns, netip.Prefix{}, netip.Addr{}))
+	}
 	return h
 }
 

@@ -13,6 +13,8 @@ type Router struct {
 	index int
 	wan   netip.Addr
 	hosts int
+	v6    bool       // routes global IPv6 to its hosts (AddRouter6)
+	wan6  netip.Addr // its IPv6 WAN address (v6 routers)
 }
 
 // SequentialBase and SequentialPorts describe the external ports a
@@ -31,6 +33,11 @@ const mappingTimeout = "120s"
 // 10.<n>.0.<k> behind its single public IPv4 address.
 func (l *Lab) AddRouter(name string, b Behaviour, link ...Link) *Router {
 	l.t.Helper()
+	return l.addRouter(name, b, false, link)
+}
+
+func (l *Lab) addRouter(name string, b Behaviour, v6 bool, link []Link) *Router {
+	l.t.Helper()
 	if b < Open || b > UDPBlocked {
 		l.t.Fatalf("natlab: unknown behaviour %d", int(b))
 	}
@@ -43,7 +50,7 @@ func (l *Lab) AddRouter(name string, b Behaviour, link ...Link) *Router {
 	idx := l.routers
 	l.mu.Unlock()
 
-	r := &Router{Host: &Host{lab: l, name: name, ns: l.addNS(name)}, b: b, index: idx}
+	r := &Router{Host: &Host{lab: l, name: name, ns: l.addNS(name)}, b: b, index: idx, v6: v6}
 	l.must(l.connectWAN(r.ns, "wan", lk))
 	l.must(run("ip", "-n", r.ns, "link", "add", "lan", "type", "bridge"))
 	l.must(run("ip", "-n", r.ns, "link", "set", "lan", "up"))
@@ -60,6 +67,9 @@ func (l *Lab) AddRouter(name string, b Behaviour, link ...Link) *Router {
 	l.must(err)
 	_, err = inNS(r.ns, []byte(r.ruleset()), "nft", "-f", "-")
 	l.must(err)
+	if v6 {
+		r.setup6()
+	}
 	return r
 }
 
@@ -90,12 +100,19 @@ func (r *Router) AddHost(name string) *Host {
 		for _, a := range h.addrs {
 			l.must(addAddr(h.ns, "eth0", a, wanBits(a)))
 		}
+		l.must(l.joinWAN6(h.ns, netip.Prefix{}, netip.Addr{}))
 		return h
 	}
 	a := netip.AddrFrom4([4]byte{10, byte(r.index), 0, byte(9 + r.hosts)})
 	h.addrs = []netip.Addr{a}
 	l.must(addAddr(h.ns, "eth0", a, 24))
 	l.must(run("ip", "-n", h.ns, "route", "add", "default", "via", r.lanGateway().String()))
+	if r.v6 {
+		a6 := nthAddr(r.lanPrefix6(), 9+r.hosts)
+		h.addrs = append(h.addrs, a6)
+		l.must(addAddr(h.ns, "eth0", a6, 64))
+		l.must(run("ip", "-n", h.ns, "-6", "route", "add", "default", "via", r.lanGateway6().String()))
+	}
 	return h
 }
 

@@ -1,0 +1,205 @@
+package natlab
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestBehaviours6: behind a v6 router a host has a global IPv6 address
+// that every peer sees unchanged (no translation), and the router's
+// firewall filters inbound UDP and TCP by the class Truth6 names.
+func TestBehaviours6(t *testing.T) {
+	for _, b := range Behaviours() {
+		t.Run(b.String(), func(t *testing.T) {
+			t.Parallel()
+			lab := New(t)
+			addrs := lab.AllocWAN(0, 2)
+			w := &world{lab: lab, srv: lab.AddServer("srv", addrs...), a1: addrs[0], a2: addrs[1]}
+			w.r = lab.AddRouter6("fw", b)
+			w.h = w.r.AddHost("peer")
+			if !w.h.IP6().IsGlobalUnicast() || !w.h.IP4().IsValid() {
+				t.Fatalf("host addresses %v: want a global IPv6 and an IPv4 address", w.h.Addrs())
+			}
+			if b != Open && !w.r.LANPrefix6().Contains(w.h.IP6()) {
+				t.Fatalf("host address %s outside the router's %s", w.h.IP6(), w.r.LANPrefix6())
+			}
+			truth := b.Truth6()
+			t.Run("udp", func(t *testing.T) { checkUDP6(t, w, truth) })
+			tcpTruth := truth
+			if b == UDPBlocked { // TCP still passes, filtered like port-restricted
+				tcpTruth = PortRestrictedCone.Truth6()
+			}
+			t.Run("tcp", func(t *testing.T) { checkTCP6(t, w, tcpTruth) })
+		})
+	}
+}
+
+func checkUDP6(t *testing.T, w *world, want Truth) {
+	for _, a := range []string{joinHostPort(w.a1, 5000), joinHostPort(w.a1, 5001), joinHostPort(w.a2, 5000)} {
+		udpReflector(t, w.srv, a)
+	}
+	listen := func(port int) net.PacketConn {
+		pc, err := w.h.Net().ListenPacket(context.Background(), "udp6", joinHostPort(w.h.IP6(), port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		return pc
+	}
+	pc := listen(41000)
+	m1, err := udpAsk(pc, joinHostPort(w.a1, 5000))
+	if want.NATType == NATBlocked {
+		if err == nil {
+			t.Fatalf("UDP got through a UDP-blocking firewall (seen as %v)", m1)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := udpAsk(pc, joinHostPort(w.a2, 5000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m3, err := udpAsk(pc, joinHostPort(w.a1, 5001))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := netip.AddrPortFrom(w.h.IP6(), 41000)
+	if m1 != own || mappingClass(m1, m2, m3) != want.Mapping {
+		t.Errorf("seen as %v, %v, %v: want %v everywhere (no translation)", m1, m2, m3, own)
+	}
+	// Filtering: a fresh socket that has only talked to a1:5000.
+	pc2 := listen(41100)
+	m, err := udpAsk(pc2, joinHostPort(w.a1, 5000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcSame := udpReflectorConn(t, w, joinHostPort(w.a1, 5002))
+	srcOther := udpReflectorConn(t, w, joinHostPort(w.a2, 5002))
+	sameAddr := udpReaches(srcSame, m, pc2)
+	otherAddr := udpReaches(srcOther, m, pc2)
+	if got := filteringClass(sameAddr, otherAddr); got != want.Filtering {
+		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
+	}
+	// A socket that has sent nothing is reachable only through an open router.
+	silent := listen(41200)
+	if got, open := udpReaches(srcOther, netip.AddrPortFrom(w.h.IP6(), 41200), silent), want.Filtering == EndpointIndependent; got != open {
+		t.Errorf("unsolicited datagram to a silent socket arrived: %v, want %v", got, open)
+	}
+}
+
+func checkTCP6(t *testing.T, w *world, want Truth) {
+	for _, a := range []string{joinHostPort(w.a1, 6000), joinHostPort(w.a1, 6001), joinHostPort(w.a2, 6000)} {
+		tcpReflector(t, w.srv, a)
+	}
+	m1, err := tcpAsk(t, w.h, 43000, joinHostPort(w.a1, 6000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own := netip.AddrPortFrom(w.h.IP6(), 43000); m1 != own {
+		t.Errorf("seen as %v, want %v (no translation)", m1, own)
+	}
+	var ln net.Listener
+	if err := w.h.Do(func() error {
+		lc := net.ListenConfig{Control: reuse}
+		var err error
+		ln, err = lc.Listen(context.Background(), "tcp6", ":43100")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	m, err := tcpAsk(t, w.h, 43100, joinHostPort(w.a1, 6000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAddr, err := tcpReaches(w.srv, joinHostPort(w.a1, 6101), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherAddr, err := tcpReaches(w.srv, joinHostPort(w.a2, 6102), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := filteringClass(sameAddr, otherAddr); got != want.Filtering {
+		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
+	}
+}
+
+// TestSimultaneousOpen6: two hosts behind port-restricted IPv6 firewalls
+// cannot dial each other, but a TCP simultaneous open between their known
+// global endpoints passes both firewalls, with no port prediction.
+func TestSimultaneousOpen6(t *testing.T) {
+	lab := New(t)
+	ha := lab.AddRouter6("fwa", PortRestrictedCone).AddHost("a")
+	hb := lab.AddRouter6("fwb", PortRestrictedCone).AddHost("b")
+	ea, eb := netip.AddrPortFrom(ha.IP6(), 44000), netip.AddrPortFrom(hb.IP6(), 44001)
+
+	// A plain dial to a listener behind the other firewall goes nowhere.
+	ln, err := hb.Net().Listen(context.Background(), "tcp6", eb.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached, err := tcpReaches(ha, joinHostPort(ha.IP6(), 44002), eb)
+	ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reached {
+		t.Fatal("an unsolicited connection passed a port-restricted IPv6 firewall")
+	}
+
+	// Both dial at once, each from its endpoint to the other's, retrying on
+	// RST (the other firewall had no state yet) and on a dropped SYN.
+	dial := func(h *Host, from, to netip.AddrPort) <-chan error {
+		ch := make(chan error, 1)
+		go func() {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				var c net.Conn
+				err := h.Do(func() error {
+					d := net.Dialer{Control: reuse, Timeout: 500 * time.Millisecond, LocalAddr: net.TCPAddrFromAddrPort(from)}
+					var err error
+					c, err = d.Dial("tcp6", to.String())
+					return err
+				})
+				if err == nil {
+					_, err = c.Write([]byte("hi " + strconv.Itoa(int(from.Port()))))
+					c.Close()
+					ch <- err
+					return
+				}
+				var ne net.Error
+				if !errors.Is(err, syscall.ECONNREFUSED) && !(errors.As(err, &ne) && ne.Timeout()) && !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+					ch <- err
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		return ch
+	}
+	da, db := dial(ha, ea, eb), dial(hb, eb, ea)
+	if err := <-da; err != nil {
+		t.Errorf("a: %v", err)
+	}
+	if err := <-db; err != nil {
+		t.Errorf("b: %v", err)
+	}
+}
