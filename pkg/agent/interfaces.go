@@ -37,10 +37,21 @@ func (a *Agent) loadInterfaces(ctx context.Context) error {
 		}
 		ifc := netif.Interface{Name: nic.Name, Index: len(ifs), OSIndex: nic.Index, MAC: nic.MAC,
 			IsDefault: map[int]bool{netif.AF4: nic.Default[netif.AF4], netif.AF6: nic.Default[netif.AF6]}, Routes: routes, NAT: defaultNAT}
+		var nat6 netif.NAT
+		done6 := make(chan struct{})
+		go func() { // the IPv6 profile runs beside the IPv4 one
+			defer close(done6)
+			if r6 := routes[netif.AF6]; len(r6) > 0 {
+				nat6 = a.interfaceNAT6(ctx, nic, r6[0])
+				ifc.NAT6 = &nat6
+			}
+		}()
 		if r4 := routes[netif.AF4]; len(r4) > 0 {
 			ifc.NAT = a.interfaceNAT(ctx, nic, r4[0])
-		} else {
-			ifc.NAT = openNAT // IPv6 only: no translation
+		}
+		<-done6
+		if len(routes[netif.AF4]) == 0 {
+			ifc.NAT = nat6 // IPv6 only: its filtering is the interface's NAT
 		}
 		ifs = append(ifs, ifc)
 	}
@@ -55,7 +66,10 @@ func (a *Agent) loadInterfaces(ctx context.Context) error {
 				continue
 			}
 			nat := ifc.NAT
-			if af == netif.AF6 || (rs[0].Public() && nat.Type != int(natpkg.BlockedNAT)) {
+			switch {
+			case af == netif.AF6:
+				nat = *ifc.NAT6
+			case rs[0].Public() && nat.Type != int(natpkg.BlockedNAT):
 				nat = openNAT
 			}
 			nt, dt, dv := addressNAT(nat)

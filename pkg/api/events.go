@@ -136,6 +136,7 @@ type ifJSON struct {
 	Offset    int           `json:"offset"`
 	IsDefault bool          `json:"is_default"`
 	NAT       netif.NAT     `json:"nat"`
+	NAT6      *netif.NAT    `json:"nat6,omitempty"`
 	Routes    []netif.Route `json:"routes"`
 }
 
@@ -164,7 +165,7 @@ func (s *Server) snapshot() snapshot {
 		snap.AddrErr = err.Error()
 	}
 	for _, ifc := range b.Interfaces() {
-		ij := ifJSON{Name: ifc.Name, Offset: ifc.Index, NAT: ifc.NAT, Routes: []netif.Route{},
+		ij := ifJSON{Name: ifc.Name, Offset: ifc.Index, NAT: ifc.NAT, NAT6: ifc.NAT6, Routes: []netif.Route{},
 			IsDefault: ifc.IsDefault[netif.AF4] || ifc.IsDefault[netif.AF6]}
 		for _, af := range []int{netif.AF4, netif.AF6} {
 			for _, r := range ifc.Routes[af] {

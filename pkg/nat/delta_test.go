@@ -91,6 +91,10 @@ func TestP2PDType(t *testing.T) {
 		want      Type
 	}{
 		{true, EndpointIndependent, EndpointIndependent, OpenInternet},
+		// No translation behind a firewall (IPv6 at home): the filtering names it.
+		{true, EndpointIndependent, AddressDependent, RestrictNAT},
+		{true, EndpointIndependent, AddressAndPortDependent, RestrictPortNAT},
+		{true, EndpointIndependent, Unknown, OpenInternet},
 		{false, EndpointIndependent, EndpointIndependent, FullCone},
 		{false, EndpointIndependent, AddressDependent, RestrictNAT},
 		{false, EndpointIndependent, AddressAndPortDependent, RestrictPortNAT},

@@ -99,8 +99,19 @@ const (
 // reports restrict for any mapping whose filter passes test 4; p2pd reports
 // symmetric when the mapping is not endpoint-independent, because prediction
 // would fail.
+//
+// Without translation (open), P2PD says open internet whatever filters
+// the host; p2pd says so only when nothing filters (or the filtering is
+// unknown), and names a filtering firewall by the cone type with the same
+// filtering: restrict for address-dependent, restrict-port for
+// address-and-port-dependent. A peer then punches (no port prediction
+// needed: the port is kept) instead of dialling into the filter.
 func p2pdType(open bool, mapping, filtering Class) Type {
 	switch {
+	case open && filtering == AddressDependent:
+		return RestrictNAT
+	case open && filtering == AddressAndPortDependent:
+		return RestrictPortNAT
 	case open:
 		return OpenInternet
 	case filtering == EndpointIndependent:

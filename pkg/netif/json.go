@@ -31,8 +31,11 @@ type Interface struct {
 	OSIndex   int // the operating system's interface index
 	MAC       string
 	IsDefault map[int]bool
-	NAT       NAT
-	Routes    map[int][]Route
+	NAT       NAT // of the first IPv4 route (P2PD's one NAT per interface)
+	// NAT6 is the IPv6 routes' filtering as a NAT record (nil without
+	// IPv6 routes): IPv6 is not translated, so only filtering sets it.
+	NAT6   *NAT
+	Routes map[int][]Route
 }
 
 type ipRangeJSON struct {
@@ -56,6 +59,7 @@ type interfaceJSON struct {
 	MAC           string                 `json:"mac"`
 	IsDefault     map[string]bool        `json:"is_default"`
 	NAT           NAT                    `json:"nat"`
+	NAT6          *NAT                   `json:"nat6,omitempty"`
 	RP            map[string][]routeJSON `json:"rp"`
 }
 
@@ -80,7 +84,7 @@ func rangesJSON(ps []netip.Prefix) []ipRangeJSON {
 func (i Interface) MarshalJSON() ([]byte, error) {
 	j := interfaceJSON{
 		NetifaceIndex: i.OSIndex, Name: i.Name, NICNo: i.Index, ID: i.Name, MAC: i.MAC,
-		IsDefault: map[string]bool{}, NAT: i.NAT, RP: map[string][]routeJSON{},
+		IsDefault: map[string]bool{}, NAT: i.NAT, NAT6: i.NAT6, RP: map[string][]routeJSON{},
 	}
 	for _, af := range []int{AF4, AF6} {
 		key := strconv.Itoa(af)
@@ -114,7 +118,7 @@ func (i *Interface) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return fmt.Errorf("netif: interface: %w", err)
 	}
-	out := Interface{Name: j.Name, Index: j.NICNo, OSIndex: j.NetifaceIndex, MAC: j.MAC, NAT: j.NAT,
+	out := Interface{Name: j.Name, Index: j.NICNo, OSIndex: j.NetifaceIndex, MAC: j.MAC, NAT: j.NAT, NAT6: j.NAT6,
 		IsDefault: map[int]bool{}, Routes: map[int][]Route{}}
 	for key, rs := range j.RP {
 		af, err := strconv.Atoi(key)

@@ -28,6 +28,7 @@ import (
 type Stack struct {
 	Srv     *natlab.Host
 	A1, A2  netip.Addr
+	A6      [2]netip.Addr // stund's IPv6 addresses (NewStack6)
 	STUN    []netip.AddrPort
 	Brokers []signal.Broker
 	Procs   []*natlab.Proc
@@ -87,11 +88,34 @@ const (
 
 func NewStack(t testing.TB, lab *natlab.Lab, brokers ...string) *Stack {
 	t.Helper()
-	addrs := lab.AllocWAN(2, 0)
+	return newStack(t, lab, false, brokers)
+}
+
+// NewStack6 is NewStack whose stund also serves two IPv6 addresses, so
+// agents behind natlab's v6 routers resolve and profile their IPv6 routes.
+// The brokers stay on IPv4.
+func NewStack6(t testing.TB, lab *natlab.Lab, brokers ...string) *Stack {
+	t.Helper()
+	return newStack(t, lab, true, brokers)
+}
+
+func newStack(t testing.TB, lab *natlab.Lab, v6 bool, brokers []string) *Stack {
+	t.Helper()
+	n6 := 0
+	if v6 {
+		n6 = 2
+	}
+	addrs := lab.AllocWAN(2, n6)
 	s := &Stack{Srv: lab.AddServer("stack", addrs...), A1: addrs[0], A2: addrs[1]}
 	stund := testbin.Build(t, "cmd/stund")
-	s.Srv.Start(t, stund, "--primary-ip4", s.A1.String(), "--alternate-ip4", s.A2.String(), "--ntp", "--admin", "")
+	args := []string{"--primary-ip4", s.A1.String(), "--alternate-ip4", s.A2.String(), "--ntp", "--admin", ""}
 	s.STUN = []netip.AddrPort{netip.AddrPortFrom(s.A1, 3478), netip.AddrPortFrom(s.A2, 3478)}
+	if v6 {
+		s.A6 = [2]netip.Addr{addrs[2], addrs[3]}
+		args = append(args, "--primary-ip6", s.A6[0].String(), "--alternate-ip6", s.A6[1].String())
+		s.STUN = append(s.STUN, netip.AddrPortFrom(s.A6[0], 3478), netip.AddrPortFrom(s.A6[1], 3478))
+	}
+	s.Srv.Start(t, stund, args...)
 	for i, kind := range brokers {
 		addr := netip.AddrPortFrom(addrs[i%2], uint16(1883+i))
 		switch kind {
