@@ -122,18 +122,6 @@ func (p *punchStrategy) blocks(mine, to peeraddr.Address) (peeraddr.Block, peera
 	return m, to.IPv4[0], nil
 }
 
-// decide is the plan for a punch between the two addresses.
-func (p *punchStrategy) decide(mine, to peeraddr.Address) punch.Decision {
-	if p.a.sig == nil || p.a.clock == nil {
-		return punch.Decision{Reason: "no signalling or clock"}
-	}
-	m, t, err := p.blocks(mine, to)
-	if err != nil {
-		return punch.Decision{Reason: err.Error()}
-	}
-	return punch.Plan(punch.ProfileOf(m), punch.ProfileOf(t))
-}
-
 // Plan skips the punch when the two NAT profiles rule it out.
 func (p *punchStrategy) Plan(at node.Attempt) string {
 	if d := p.decide(at.Mine, at.To); !d.OK {
@@ -152,14 +140,22 @@ func (*punchStrategy) SignalTypes() []signal.Type {
 
 // Connect sends the offer, waits for the answer and punches.
 func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.SecureConn, error) {
-	mine, peer, err := p.blocks(at.Mine, at.To)
-	if err != nil {
-		return nil, err
-	}
+	f := p.plan(at.Mine, at.To)
+	mine, peer := f.m4, f.t4
 	local := netip.AddrPortFrom(mine.NIC, uint16(p.a.cfg.Port))
-	targets, err := p.ownTargets(ctx, local, mine, peer)
-	if err != nil {
-		return nil, err
+	var targets []netip.AddrPort
+	if f.ok4 {
+		var err error
+		if targets, err = p.ownTargets(ctx, local, mine, peer); err != nil {
+			if !f.ok6 {
+				return nil, err
+			}
+			p.a.cfg.Log.Debug("punch: IPv4 leg dropped", "err", err)
+			f.ok4 = false
+		}
+	}
+	if !f.ok4 && !f.ok6 {
+		return nil, fmt.Errorf("no punch: %s", p.decide(at.Mine, at.To).Reason)
 	}
 	ck := p.a.clock
 	p.mu.Lock()
@@ -172,7 +168,7 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	// and a peer that cannot make it (slow signalling, a worse clock)
 	// answers with a later time.
 	offer := punch.Offer{At: punch.MeetAt(now, rtt, unc, peerUnc).UnixMicro(), Sent: now.UnixMicro(),
-		Uncertainty: unc.Microseconds(), Targets: targets}
+		Uncertainty: unc.Microseconds(), Targets: targets, Targets6: f.own6()}
 	ch := make(chan punch.Offer, 1)
 	p.mu.Lock()
 	p.pending[at.PipeID] = pendingPunch{peer: at.To.NodeID, ch: ch}
@@ -203,8 +199,15 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	p.mu.Unlock()
 	meet := ans.MeetingTime()
 	p.a.cfg.Log.Debug("punch: answer", "peer", at.To.NodeID, "signalling_rtt", took,
-		"meet_in", meet.Sub(ck.Now()), "moved", ans.At != offer.At, "targets", ans.Targets)
-	return p.run(ctx, at.Peer, at.PipeID, dialFrom(local, mine), ans.Targets, !punch.ProfileOf(peer).Predictable(), meet)
+		"meet_in", meet.Sub(ck.Now()), "moved", ans.At != offer.At, "targets", ans.Targets, "targets6", ans.Targets6)
+	var legs []punchLeg
+	if f.ok4 && len(ans.Targets) > 0 {
+		legs = append(legs, punchLeg{local: dialFrom(local, mine), targets: ans.Targets, anyPort: !punch.ProfileOf(peer).Predictable()})
+	}
+	if l, ok := f.leg6(p.a.cfg.Port, ans.Targets6); ok {
+		legs = append(legs, l)
+	}
+	return p.run(ctx, at.Peer, at.PipeID, legs, meet)
 }
 
 // send sends a PUNCH message with our address.
@@ -304,9 +307,12 @@ func (p *punchStrategy) freshMapping(ctx context.Context, local netip.AddrPort) 
 	return netip.AddrPort{}, fmt.Errorf("no STUN server answered over TCP from %s: %w", local, errors.Join(errs...))
 }
 
-// run punches toward targets at meet and returns the authenticated pipe.
-// anyPort says the peer's NAT picks unpredictable ports.
-func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pipeID string, local netip.AddrPort, targets []netip.AddrPort, anyPort bool, meet time.Time) (*node.SecureConn, error) {
+// run punches every leg (one per address family) at meet, at once, and
+// returns the first authenticated pipe.
+func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pipeID string, legs []punchLeg, meet time.Time) (*node.SecureConn, error) {
+	if len(legs) == 0 {
+		return nil, errors.New("no punch: the peer offered no endpoint of a family we punch over")
+	}
 	n := p.a.node
 	peerID := identity.NodeID(peer)
 	initiator := punch.Initiator(p.a.ID(), peerID)
@@ -319,23 +325,30 @@ func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pi
 	// Connections from the peer's endpoints that reach our listener are the
 	// punch's. From a NAT whose ports are unpredictable the SYN comes from
 	// a port nobody knew: then any port of the peer's addresses.
-	want := make(map[netip.AddrPort]bool, len(targets))
-	hosts := make(map[netip.Addr]bool, len(targets))
-	for _, t := range targets {
-		want[t] = true
-		hosts[t.Addr()] = true
+	want := map[netip.AddrPort]bool{}
+	hosts := map[netip.Addr]bool{}
+	for _, l := range legs {
+		for _, t := range l.targets {
+			want[t] = true
+			if l.anyPort {
+				hosts[t.Addr()] = true
+			}
+		}
 	}
-	accepted, release := n.Claim(func(ap netip.AddrPort) bool { return want[ap] || anyPort && hosts[ap.Addr()] })
+	accepted, release := n.Claim(func(ap netip.AddrPort) bool { return want[ap] || hosts[ap.Addr()] })
 	defer release()
-	o := node.PortOptions()
-	o.Local = local
-	cfg := punch.Config{Net: p.a.cfg.Net, Options: o, Targets: targets, At: meet, Now: p.a.clock.Now,
-		Accepted: accepted, Log: p.a.cfg.Log}
 	hello := node.Hello{PipeID: pipeID, Kind: node.KindPunch}
+	var mu sync.Mutex // one handshake at a time: the first leg's pipe wins
 	var won *node.SecureConn
 	found := func(c net.Conn) bool {
 		if !initiator {
 			n.Serve(c) // its pipe comes back through await
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if won != nil { // another leg won
+			c.Close()
 			return false
 		}
 		sc, err := n.Secure(ctx, c, peer, hello)
@@ -352,18 +365,49 @@ func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pi
 		st  punch.Stats
 		err error
 	}
-	res := make(chan result, 1)
-	go func() {
-		st, err := punch.Run(pctx, cfg, found)
-		res <- result{st, err}
-	}()
+	res := make(chan result, len(legs))
+	for _, l := range legs {
+		o := node.PortOptions()
+		o.Local = l.local
+		cfg := punch.Config{Net: p.a.cfg.Net, Options: o, Targets: l.targets, At: meet, Now: p.a.clock.Now,
+			Accepted: accepted, Log: p.a.cfg.Log}
+		go func() {
+			st, err := punch.Run(pctx, cfg, found)
+			res <- result{st, err}
+		}()
+	}
+	// The legs' results, their counts added up: a leg whose found kept a
+	// pipe (initiator) ends the others; the responder's pipe comes
+	// through await.
 	var r result
+	collect := func() {
+		var errs []error
+		for range legs {
+			x := <-res
+			r.st.Dials += x.st.Dials
+			r.st.Refused += x.st.Refused
+			r.st.Accepted += x.st.Accepted
+			r.st.Rounds = max(r.st.Rounds, x.st.Rounds)
+			if x.err == nil {
+				cancel()
+			} else {
+				errs = append(errs, x.err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if won == nil {
+			r.err = errors.Join(errs...)
+		}
+	}
+	done := make(chan struct{})
+	go func() { collect(); close(done) }()
 	select {
 	case sc := <-await: // nil channel for the initiator
 		cancel()
-		r = <-res
+		<-done
 		won, r.err = sc, nil
-	case r = <-res:
+	case <-done:
 		if r.err != nil && await != nil {
 			select { // the pipe may have come as the punch ended
 			case sc := <-await:
@@ -477,6 +521,9 @@ func (p *punchStrategy) checkOffer(m *signal.Message, o punch.Offer) (peeraddr.A
 			return from, fmt.Errorf("target %s is not an address of the sender's", t)
 		}
 	}
+	if err := checkTargets6(from, mine, o.Targets6); err != nil {
+		return from, err
+	}
 	if d := p.decide(mine, from); !d.OK {
 		return from, fmt.Errorf("plan: %s", d.Reason)
 	}
@@ -503,14 +550,25 @@ func (p *punchStrategy) respond(m *signal.Message, from peeraddr.Address, o punc
 	if err != nil {
 		return err
 	}
-	mine, peer, err := p.blocks(mineAddr, from)
-	if err != nil {
-		return err
-	}
+	f := p.plan(mineAddr, from)
+	mine, peer := f.m4, f.t4
 	local := netip.AddrPortFrom(mine.NIC, uint16(p.a.cfg.Port))
-	targets, err := p.ownTargets(ctx, local, mine, peer)
-	if err != nil {
-		return err
+	var legs []punchLeg
+	var targets []netip.AddrPort
+	if f.ok4 && len(o.Targets) > 0 {
+		if targets, err = p.ownTargets(ctx, local, mine, peer); err == nil {
+			legs = append(legs, punchLeg{local: dialFrom(local, mine), targets: o.Targets, anyPort: !punch.ProfileOf(peer).Predictable()})
+		} else if !f.ok6 || len(o.Targets6) == 0 {
+			return err
+		}
+	}
+	var targets6 []netip.AddrPort
+	if l, ok := f.leg6(p.a.cfg.Port, o.Targets6); ok {
+		legs = append(legs, l)
+		targets6 = f.own6()
+	}
+	if len(legs) == 0 {
+		return fmt.Errorf("no punch: %s", p.decide(mineAddr, from).Reason)
 	}
 	ck := p.a.clock
 	now, unc := ck.Now(), ck.Uncertainty()
@@ -520,11 +578,11 @@ func (p *punchStrategy) respond(m *signal.Message, from peeraddr.Address, o punc
 		meet = punch.MeetAt(now, 2*oneWay, unc, o.ClockUncertainty())
 		p.a.cfg.Log.Debug("punch: offer came too late; new meeting time", "from", m.FromID(), "one_way", oneWay, "meet_in", meet.Sub(now))
 	}
-	ans := punch.Offer{Answer: true, At: meet.UnixMicro(), Sent: now.UnixMicro(), Uncertainty: unc.Microseconds(), Targets: targets}
+	ans := punch.Offer{Answer: true, At: meet.UnixMicro(), Sent: now.UnixMicro(), Uncertainty: unc.Microseconds(), Targets: targets, Targets6: targets6}
 	if err := p.send(ctx, from, m.PipeID, ans); err != nil {
 		return err
 	}
-	sc, err := p.run(ctx, m.From, m.PipeID, dialFrom(local, mine), o.Targets, !punch.ProfileOf(peer).Predictable(), meet)
+	sc, err := p.run(ctx, m.From, m.PipeID, legs, meet)
 	if err != nil {
 		return err
 	}

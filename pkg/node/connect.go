@@ -63,17 +63,24 @@ func (r reverseStrategy) Plan(a Attempt) string {
 
 // Reachable reports whether a TCP connection from the node at from can get
 // into the node at to without punching: to has a block that is open or
-// behind a full-cone NAT (IPv6 blocks say open), or the two share a router.
-// A node whose gateway forwards its port advertises that block as open.
+// behind a full-cone NAT, or the two share a router. An IPv6 block says
+// open only when its firewall does not filter (the agent measures it); a
+// node whose gateway forwards its port advertises that block as open.
 func Reachable(to, from peeraddr.Address) bool {
 	for _, fam := range [][2][]peeraddr.Block{{to.IPv4, from.IPv4}, {to.IPv6, from.IPv6}} {
 		for _, b := range fam[0] {
-			if b.NATType == int(nat.OpenInternet) || b.NATType == int(nat.FullCone) || sameRouter(b, fam[1]) {
+			if admits(b) || sameRouter(b, fam[1]) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// admits reports whether a block's NAT or firewall lets unsolicited
+// connections in.
+func admits(b peeraddr.Block) bool {
+	return b.NATType == int(nat.OpenInternet) || b.NATType == int(nat.FullCone)
 }
 
 func (r reverseStrategy) Connect(ctx context.Context, a Attempt) (*SecureConn, error) {
@@ -87,15 +94,21 @@ func (r reverseStrategy) HandleSignal(m *signal.Message) { r.n.handleCon(m) }
 // Candidates lists where to reach a peer directly: IPv6 blocks first, each
 // block's external address, or its NIC address when the peer is behind the
 // same router as us (same external address). IPv6 link-local NIC addresses
-// are skipped: the peer's zone cannot be known.
+// are skipped: the peer's zone cannot be known. So are IPv6 blocks whose
+// firewall filters (not open): a dial there only times out (the punch
+// strategy gets through them).
 func Candidates(to, mine peeraddr.Address) []netip.AddrPort {
 	var out []netip.AddrPort
 	seen := map[netip.AddrPort]bool{}
-	for _, fam := range [][2][]peeraddr.Block{{to.IPv6, mine.IPv6}, {to.IPv4, mine.IPv4}} {
+	for i, fam := range [][2][]peeraddr.Block{{to.IPv6, mine.IPv6}, {to.IPv4, mine.IPv4}} {
 		for _, b := range fam[0] {
 			ip := b.Ext
-			if sameRouter(b, fam[1]) {
+			same := sameRouter(b, fam[1])
+			if same {
 				ip = b.NIC
+			}
+			if i == 0 && !same && !admits(b) {
+				continue
 			}
 			if !ip.IsValid() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() {
 				continue

@@ -130,9 +130,12 @@ func TestCandidates(t *testing.T) {
 	blk := func(ext, nic string, port uint16) peeraddr.Block {
 		return peeraddr.Block{Ext: ip(ext), NIC: ip(nic), Port: port, NATType: 5, DeltaType: 2}
 	}
+	open6 := blk("2001:db8::7", "fe80::7", 10001)
+	open6.NATType, open6.DeltaType = 1, 1
+	filtered6 := blk("2001:db8::8", "2001:db8::8", 10001) // behind a stateful firewall
 	peer := peeraddr.Address{
 		IPv4: []peeraddr.Block{blk("203.0.113.7", "10.0.0.2", 10001)},
-		IPv6: []peeraddr.Block{blk("2001:db8::7", "fe80::7", 10001)},
+		IPv6: []peeraddr.Block{open6, filtered6},
 	}
 	tests := []struct {
 		name string

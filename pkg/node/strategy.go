@@ -79,6 +79,9 @@ type Report struct {
 	Winner string        `json:"winner,omitempty"`
 	Total  time.Duration `json:"total_ns"`
 	Phases []Phase       `json:"phases"`
+	// Remote is the winning pipe's remote endpoint: its family says
+	// whether, say, a punch won over IPv6 or IPv4.
+	Remote string `json:"remote,omitempty"`
 }
 
 // ErrNoStrategy is returned when every strategy failed or was skipped; the
@@ -213,6 +216,7 @@ func (n *Node) ConnectWith(ctx context.Context, to peeraddr.Address, o Options) 
 			ph.Result = ResultOK
 			rep.Winner = name
 			rep.Total = time.Since(begin)
+			rep.Remote = r.sc.RemoteAddr().String()
 			cancel() // stop the others
 		case r.err == nil:
 			r.sc.Close()

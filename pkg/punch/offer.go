@@ -13,6 +13,10 @@ import (
 // peer's offer makes us send).
 const MaxTargets = 8
 
+// MaxTargets6 bounds an offer's IPv6 targets: one per IPv6 block of a
+// peer address.
+const MaxTargets6 = 4
+
 // maxUncertainty bounds the clock uncertainty an offer may claim.
 const maxUncertainty = time.Minute
 
@@ -34,6 +38,11 @@ type Offer struct {
 	// Targets are the sender's external endpoints of its punch port: its
 	// mapping, or its NAT's predicted next ports (most likely first).
 	Targets []netip.AddrPort `json:"targets"`
+	// Targets6 are the sender's global IPv6 endpoints of its punch port,
+	// for a punch over IPv6 raced with the IPv4 one: no translation, so
+	// each is the sender's own address and node port. Empty when the
+	// sender does not punch over IPv6.
+	Targets6 []netip.AddrPort `json:"targets6,omitempty"`
 }
 
 // MeetingTime is At as a time.
@@ -55,12 +64,17 @@ func (o Offer) Validate() error {
 	if o.Uncertainty < 0 || time.Duration(o.Uncertainty)*time.Microsecond > maxUncertainty {
 		return fmt.Errorf("%w: clock uncertainty %d µs out of range 0-%s", ErrBadOffer, o.Uncertainty, maxUncertainty)
 	}
-	if len(o.Targets) == 0 || len(o.Targets) > MaxTargets {
-		return fmt.Errorf("%w: %d targets, want 1-%d", ErrBadOffer, len(o.Targets), MaxTargets)
+	if len(o.Targets)+len(o.Targets6) == 0 || len(o.Targets) > MaxTargets || len(o.Targets6) > MaxTargets6 {
+		return fmt.Errorf("%w: %d targets and %d IPv6 targets, want 1-%d and 0-%d, at least one in all", ErrBadOffer, len(o.Targets), len(o.Targets6), MaxTargets, MaxTargets6)
 	}
 	for _, t := range o.Targets {
 		if !t.IsValid() || t.Port() == 0 || !t.Addr().IsGlobalUnicast() {
 			return fmt.Errorf("%w: target %s is not a unicast address and port", ErrBadOffer, t)
+		}
+	}
+	for _, t := range o.Targets6 {
+		if !t.IsValid() || t.Port() == 0 || !t.Addr().Is6() || t.Addr().Is4In6() || !t.Addr().IsGlobalUnicast() || t.Addr().IsPrivate() || t.Addr().Zone() != "" {
+			return fmt.Errorf("%w: IPv6 target %s is not a global IPv6 address and port", ErrBadOffer, t)
 		}
 	}
 	return nil

@@ -24,12 +24,36 @@ func TestOfferRoundTrip(t *testing.T) {
 	}
 }
 
+// TestOfferIPv6Only: an offer may carry IPv6 targets alone (no IPv4 punch
+// is possible, an IPv6 one is).
+func TestOfferIPv6Only(t *testing.T) {
+	now := time.Now()
+	o := Offer{At: now.Add(time.Second).UnixMicro(), Sent: now.UnixMicro(), Targets6: []netip.AddrPort{netip.MustParseAddrPort("[2001:db8:0:1::10]:10001")}}
+	b, err := o.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseOffer(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Targets) != 0 || len(got.Targets6) != 1 || got.Targets6[0] != o.Targets6[0] {
+		t.Fatalf("round trip: %+v, want %+v", got, o)
+	}
+}
+
 func TestParseOfferRefuses(t *testing.T) {
 	for _, tt := range []struct{ name, in string }{
 		{"empty", ``},
 		{"not json", `PUNCH`},
 		{"unknown field", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"x":1}`},
 		{"no targets", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[]}`},
+		{"no targets of either family", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":[]}`},
+		{"IPv4 as an IPv6 target", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":["203.0.113.1:1"]}`},
+		{"mapped IPv4 as an IPv6 target", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":["[::ffff:203.0.113.1]:1"]}`},
+		{"ULA IPv6 target", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":["[fd00::1]:1"]}`},
+		{"link-local IPv6 target", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":["[fe80::1%eth0]:1"]}`},
+		{"too many IPv6 targets", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":["[2001:db8::1]:1","[2001:db8::1]:2","[2001:db8::1]:3","[2001:db8::1]:4","[2001:db8::1]:5"]}`},
 		{"zero port", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:0"]}`},
 		{"loopback", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["127.0.0.1:80"]}`},
 		{"multicast", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["224.0.0.1:80"]}`},
@@ -76,6 +100,7 @@ func TestMeetAt(t *testing.T) {
 func FuzzParseOffer(f *testing.F) {
 	f.Add([]byte(`{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"]}`))
 	f.Add([]byte(`{"answer":true,"at_us":99,"sent_us":98,"unc_us":5,"targets":["[2001:db8::1]:10001"]}`))
+	f.Add([]byte(`{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":["[2001:db8:0:1::10]:10001"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := ParseOffer(b)
 		if err != nil {

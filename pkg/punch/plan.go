@@ -93,3 +93,16 @@ func Plan(mine, peer Profile) Decision {
 	}
 	return Decision{true, fmt.Sprintf("both external ports are known or predictable (ours %s, the peer's %s)", mine, peer)}
 }
+
+// PlanIPv6 decides whether to punch between two global IPv6 blocks. IPv6
+// is not translated, so each side's endpoint is its own address and node
+// port, known without prediction, and a stateful firewall (any filtering
+// class, or UDP blocked) admits the peer's SYN once its own SYN has gone
+// out to it: a simultaneous open always works. It is needed only where a
+// firewall filters; when neither does, a direct connect gets in.
+func PlanIPv6(mine, peer Profile) Decision {
+	if mine.filter() == filterNone && peer.filter() == filterNone {
+		return Decision{false, "neither IPv6 firewall filters (both open): a direct connect gets in"}
+	}
+	return Decision{true, fmt.Sprintf("over IPv6 both endpoints are known (no translation); each SYN opens its own firewall (ours %s, the peer's %s) to the other's", mine, peer)}
+}

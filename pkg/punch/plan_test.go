@@ -60,3 +60,33 @@ func TestPlan(t *testing.T) {
 		})
 	}
 }
+
+func TestPlanIPv6(t *testing.T) {
+	var (
+		open     = Profile{Type: nat.OpenInternet, Delta: nat.Delta{Type: nat.DeltaNA}}
+		restrict = Profile{Type: nat.RestrictNAT, Delta: nat.Delta{Type: nat.DeltaEqual}}
+		port     = Profile{Type: nat.RestrictPortNAT, Delta: nat.Delta{Type: nat.DeltaEqual}}
+		blocked  = Profile{Type: nat.BlockedNAT}
+	)
+	for _, tt := range []struct {
+		name       string
+		mine, peer Profile
+		ok         bool
+	}{
+		{"port-restricted both", port, port, true},
+		{"restricted to port-restricted", restrict, port, true},
+		{"open to port-restricted", open, port, true},
+		{"udp-blocked to port-restricted", blocked, port, true},
+		{"open both: direct connect", open, open, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := PlanIPv6(tt.mine, tt.peer)
+			if d.OK != tt.ok || d.Reason == "" {
+				t.Fatalf("PlanIPv6(%v, %v) = %+v, want ok=%v and a reason", tt.mine, tt.peer, d, tt.ok)
+			}
+			if r := PlanIPv6(tt.peer, tt.mine); r.OK != d.OK {
+				t.Fatalf("PlanIPv6 is not symmetric: %+v one way, %+v the other", d, r)
+			}
+		})
+	}
+}
