@@ -216,7 +216,9 @@ func (n *Node) ConnectWith(ctx context.Context, to peeraddr.Address, o Options) 
 			ph.Result = ResultOK
 			rep.Winner = name
 			rep.Total = time.Since(begin)
-			rep.Remote = r.sc.RemoteAddr().String()
+			if ra := r.sc.RemoteAddr(); ra != nil {
+				rep.Remote = ra.String()
+			}
 			cancel() // stop the others
 		case r.err == nil:
 			r.sc.Close()

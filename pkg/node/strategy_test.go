@@ -59,6 +59,9 @@ func TestConnectRace(t *testing.T) {
 		if rep.Winner != Direct || rep.Phases[0].Result != ResultOK || rep.Phases[1].Result != ResultCancelled {
 			t.Fatalf("report %+v", rep)
 		}
+		if rep.Remote != b.Addrs()[0].String() {
+			t.Errorf("report remote %q, want the winner's %s", rep.Remote, b.Addrs()[0])
+		}
 	})
 	t.Run("a skipped strategy lets the next start at once", func(t *testing.T) {
 		skipped := &testStrategy{name: "never", skip: "cannot work here", connect: fail}
