@@ -12,7 +12,7 @@ import (
 // state for. So an IPv6 route is profiled like an IPv4 one (pkg/nat against
 // a stund with two IPv6 addresses: change-IP and change-port requests
 // measure the filtering), and its block carries the type the filtering
-// gives (docs/agent.md, "IPv6"): open (1) only for endpoint-independent
+// gives (docs/agent.md, "IPv6 filtering types"): open (1) only for endpoint-independent
 // filtering, restrict (4) for address-dependent, restrict-port (5) for
 // address-and-port-dependent, blocked (7) where no UDP gets through; the
 // delta is equal (2), because no translation keeps the port.

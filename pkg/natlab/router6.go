@@ -131,7 +131,7 @@ func (r *Router) ruleset6() string {
 // Truth6 is what a correct detector must report for UDP over IPv6 from a
 // host behind a v6 router (AddRouter6): no translation, so the mapping is
 // endpoint-independent and keeps the port, and the P2PD type follows from
-// the filtering alone (docs/agent.md, "IPv6"): open for none (open and
+// the filtering alone (docs/agent.md, "IPv6 filtering types"): open for none (open and
 // full-cone routers), restrict (4) for address-dependent, restrict-port (5)
 // for address-and-port-dependent (port-restricted and symmetric routers),
 // blocked (7) where UDP is dropped.
