@@ -182,42 +182,7 @@ func checkTCP(t *testing.T, w *world, want Truth) {
 		t.Errorf("mapping: got %s, want %s", got, want.Mapping)
 	}
 
-	// Filtering: listen on the port of a fresh mapping that has only
-	// connected to a1:6000, then let outsiders try to connect to it.
-	var ln net.Listener
-	if err := w.h.Do(func() error {
-		lc := net.ListenConfig{Control: reuse}
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", ":43100")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	m, err := tcpAsk(t, w.h, 43100, joinHostPort(w.a1, 6000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameAddr, err := tcpReaches(w.srv, joinHostPort(w.a1, 6101), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherAddr, err := tcpReaches(w.srv, joinHostPort(w.a2, 6102), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := filteringClass(sameAddr, otherAddr); got != want.Filtering {
-		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
-	}
+	checkTCPFiltering(t, w, "tcp4", want)
 }
 
 // TestDelay: a 20 ms one-way delay on a server's link shows up as a TCP
@@ -338,4 +303,44 @@ func processAliveFromName(name string) bool {
 		pid = pid*10 + int(c-'0')
 	}
 	return processAlive(pid)
+}
+
+// checkTCPFiltering listens on the port of a fresh mapping that has only
+// connected to a1:6000, lets outsiders connect to it, and compares the
+// filtering seen with want's.
+func checkTCPFiltering(t *testing.T, w *world, network string, want Truth) {
+	var ln net.Listener
+	if err := w.h.Do(func() error {
+		lc := net.ListenConfig{Control: reuse}
+		var err error
+		ln, err = lc.Listen(context.Background(), network, ":43100")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	m, err := tcpAsk(t, w.h, 43100, joinHostPort(w.a1, 6000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAddr, err := tcpReaches(w.srv, joinHostPort(w.a1, 6101), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherAddr, err := tcpReaches(w.srv, joinHostPort(w.a2, 6102), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := filteringClass(sameAddr, otherAddr); got != want.Filtering {
+		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
+	}
 }

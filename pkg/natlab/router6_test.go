@@ -106,40 +106,7 @@ func checkTCP6(t *testing.T, w *world, want Truth) {
 	if own := netip.AddrPortFrom(w.h.IP6(), 43000); m1 != own {
 		t.Errorf("seen as %v, want %v (no translation)", m1, own)
 	}
-	var ln net.Listener
-	if err := w.h.Do(func() error {
-		lc := net.ListenConfig{Control: reuse}
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp6", ":43100")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	m, err := tcpAsk(t, w.h, 43100, joinHostPort(w.a1, 6000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameAddr, err := tcpReaches(w.srv, joinHostPort(w.a1, 6101), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherAddr, err := tcpReaches(w.srv, joinHostPort(w.a2, 6102), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := filteringClass(sameAddr, otherAddr); got != want.Filtering {
-		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
-	}
+	checkTCPFiltering(t, w, "tcp6", want)
 }
 
 // TestSimultaneousOpen6: two hosts behind port-restricted IPv6 firewalls
