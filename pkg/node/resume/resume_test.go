@@ -1,0 +1,284 @@
+package resume
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			ch <- nil
+			return
+		}
+		ch <- c
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-ch
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	return a, b
+}
+
+// freezer forwards a TCP connection through loopback sockets until frozen:
+// then it stops moving bytes without closing anything, like a cut link.
+type freezer struct {
+	frozen atomic.Bool
+	conns  []net.Conn
+}
+
+// pair returns ends a and b joined through the freezer.
+func (f *freezer) pair(t *testing.T) (net.Conn, net.Conn) {
+	a, x := tcpPair(t)
+	y, b := tcpPair(t)
+	f.conns = append(f.conns, x, y)
+	cp := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			for f.frozen.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
+	go cp(y, x)
+	go cp(x, y)
+	t.Cleanup(func() {
+		for _, c := range f.conns {
+			c.Close()
+		}
+	})
+	return a, b
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) add(e Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+func (r *recorder) has(typ, path string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.events {
+		if e.Type == typ && e.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// 10 MiB stream from a to b over a first path; a second, preferred path is
+// attached mid-stream, then one path is cut, and everything arrives once,
+// in order.
+func TestMoveAndCut(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cut  string // which path dies: "second" or "first"
+		how  string // "close" (the socket closes on one side) or "freeze" (silence)
+	}{
+		{"second path closed", "second", "close"},
+		{"second path goes silent", "second", "freeze"},
+		{"first path closed after the move", "first", "close"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{Window: 256 << 10, Heartbeat: 50 * time.Millisecond, IdleTimeout: 500 * time.Millisecond}
+			var ra, rb recorder
+			oa, ob := o, o
+			oa.OnEvent, ob.OnEvent = ra.add, rb.add
+			var f1, f2 freezer
+			a1, b1 := f1.pair(t)
+			a := New(a1, "relay", 0, oa)
+			b := New(b1, "relay", 0, ob)
+			defer a.Close()
+			defer b.Close()
+
+			const total = 10 << 20
+			want := make([]byte, total)
+			if _, err := rand.Read(want); err != nil {
+				t.Fatal(err)
+			}
+			var got atomic.Int64
+			sum := make(chan [32]byte, 1)
+			go func() {
+				h := sha256.New()
+				buf := make([]byte, 50000)
+				for got.Load() < total {
+					n, err := b.Read(buf)
+					if err != nil {
+						t.Errorf("read after %d bytes: %v", got.Load(), err)
+						break
+					}
+					h.Write(buf[:n])
+					got.Add(int64(n))
+				}
+				var s [32]byte
+				copy(s[:], h.Sum(nil))
+				sum <- s
+			}()
+			go func() {
+				for off := 0; off < total; off += 7777 {
+					if _, err := a.Write(want[off:min(off+7777, total)]); err != nil {
+						t.Errorf("write at %d: %v", off, err)
+						return
+					}
+				}
+			}()
+			waitFor(t, "1 MiB over the first path", func() bool { return got.Load() > 1<<20 })
+			a2, b2 := f2.pair(t)
+			if err := a.Attach(a2, "punch", 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Attach(b2, "punch", 1); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the move to the second path", func() bool { return a.Active() == "punch" && b.Active() == "punch" })
+			mark := got.Load()
+			waitFor(t, "1 MiB over the second path", func() bool { return got.Load() > mark+1<<20 })
+			f, end := &f2, a2
+			if tc.cut == "first" {
+				f, end = &f1, a1
+			}
+			if tc.how == "freeze" {
+				f.frozen.Store(true)
+			} else {
+				end.Close()
+			}
+			want1 := "relay"
+			if tc.cut == "first" {
+				want1 = "punch"
+			} else {
+				waitFor(t, "the fall back to the first path", func() bool { return a.Active() == "relay" && b.Active() == "relay" })
+			}
+			s := <-sum
+			if got.Load() != total || s != sha256.Sum256(want) {
+				t.Fatalf("got %d bytes, hash match %v", got.Load(), s == sha256.Sum256(want))
+			}
+			if a.Active() != want1 {
+				t.Errorf("a sends over %q, want %q", a.Active(), want1)
+			}
+			cutLabel := map[string]string{"first": "relay", "second": "punch"}[tc.cut]
+			if !ra.has(EventDown, cutLabel) && !rb.has(EventDown, cutLabel) {
+				t.Errorf("no down event for the cut path: %+v", ra.events)
+			}
+		})
+	}
+}
+
+// Close after writing: the peer reads everything, then io.EOF; control
+// messages arrive; a stream whose last path dies fails.
+func TestCloseControlAndLastPath(t *testing.T) {
+	a1, b1 := tcpPair(t)
+	got := make(chan []byte, 1)
+	a := New(a1, "one", 0, Options{})
+	b := New(b1, "one", 0, Options{OnControl: func(m []byte) { got <- m }})
+	if err := a.SendControl([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; string(m) != "hello" {
+		t.Fatalf("control %q", m)
+	}
+	msg := bytes.Repeat([]byte("x"), 100000)
+	if _, err := a.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []byte)
+	go func() {
+		all, err := io.ReadAll(b)
+		if err != nil {
+			t.Errorf("read to the end: %v", err)
+		}
+		done <- all
+	}()
+	a.Close()
+	if all := <-done; !bytes.Equal(all, msg) {
+		t.Fatalf("read %d bytes, want %d", len(all), len(msg))
+	}
+	b.Close()
+
+	c1, d1 := tcpPair(t)
+	c := New(c1, "one", 0, Options{})
+	d := New(d1, "one", 0, Options{})
+	defer c.Close()
+	defer d.Close()
+	c1.Close() // the only path dies under both
+	if _, err := d.Read(make([]byte, 10)); err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("read on a stream without paths: %v, want a failure", err)
+	}
+	<-c.Done()
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Fatal("write on a failed stream succeeded")
+	}
+}
+
+// Frames round-trip; bad ones are errors, never panics.
+func FuzzReadFrame(f *testing.F) {
+	for _, fr := range []frame{
+		{typ: frameData, off: 7, payload: []byte("abc")},
+		{typ: frameAck, off: 1 << 40},
+		{typ: frameAttach},
+		{typ: framePing},
+		{typ: frameControl, payload: []byte("prepare x")},
+		{typ: frameFin, off: 3},
+	} {
+		f.Add(appendFrame(nil, fr))
+	}
+	f.Add([]byte{9, 0, 0, 0, 0})
+	f.Add([]byte{1, 255, 255, 255, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, _, err := readFrame(bytes.NewReader(b), nil)
+		if err != nil {
+			return
+		}
+		again, _, err := readFrame(bytes.NewReader(appendFrame(nil, fr)), nil)
+		if err != nil {
+			t.Fatalf("re-encoded frame does not parse: %v", err)
+		}
+		if again.typ != fr.typ || again.off != fr.off || !bytes.Equal(again.payload, fr.payload) {
+			t.Fatalf("round trip changed the frame: %+v vs %+v", again, fr)
+		}
+	})
+}
