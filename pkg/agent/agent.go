@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -78,7 +79,9 @@ type Config struct {
 	// StartTimeout bounds interface resolution and broker connection.
 	StartTimeout time.Duration
 	// Clock configures the meeting-time clock of hole punching (clock.go).
-	Clock    ClockConfig
+	Clock ClockConfig
+	// Migrate tunes moving relay-won pipes to a direct path (migrate.go).
+	Migrate  MigrateConfig
 	Registry prometheus.Registerer
 	Log      *slog.Logger
 }
@@ -92,7 +95,9 @@ type Pipe struct {
 	Local  netip.AddrPort // this end of the connection
 	// Report is how the pipe was made: the connect report for outbound
 	// pipes; for inbound ones the kind and the handshake phase.
+	// FullReport adds what happened since (migration, migrate.go).
 	Report node.Report
+	mig    *session // nil unless the pipe is resumable
 }
 
 // Agent is a running agent.
@@ -125,6 +130,7 @@ type Agent struct {
 	cancel     context.CancelFunc
 	clock      *clock.Clock
 	punch      *punchStrategy
+	mig        *migrator
 }
 
 // New checks cfg; Start brings the agent up.
@@ -219,6 +225,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.punch, err = newPunchStrategy(a); err != nil {
 		return err
 	}
+	if a.mig, err = newMigrator(a); err != nil {
+		return err
+	}
 	extra := []node.Strategy{a.punch}
 	var rs *relayStrategy
 	if a.cfg.Relay != nil {
@@ -282,6 +291,9 @@ func (a *Agent) close() {
 	if a.sig != nil {
 		a.sig.Close()
 	}
+	if a.mig != nil {
+		a.mig.close()
+	}
 	if a.punch != nil {
 		a.punch.close()
 	}
@@ -337,13 +349,27 @@ func (a *Agent) ConnectWith(ctx context.Context, addr string, o node.Options) (*
 	if err != nil {
 		return nil, rep, fmt.Errorf("agent: connect to %s: %w", to.NodeID, err)
 	}
-	p := a.wrap(sc, rep.Winner, "")
+	var conn net.Conn = sc
+	var s *session
+	if sc.Hello().Resume {
+		s = a.mig.newSession(sc, rep.Winner, time.Now().Add(-rep.Total))
+		s.to = to
+		conn = s.rc
+	}
+	p := a.wrap(conn, sc, rep.Winner, "")
 	p.Report = rep
+	if s != nil {
+		p.mig = s
+		a.mig.start(s)
+	}
 	return p, rep, nil
 }
 
 // inbound takes an authenticated pipe from the node, within the limits.
 func (a *Agent) inbound(sc *node.SecureConn, h node.Hello) {
+	if a.mig != nil && a.mig.claim(sc, h) {
+		return // a peer's pipe moving to a new path
+	}
 	peer := sc.RemoteNodeID()
 	a.mu.Lock()
 	if a.inTotal >= a.cfg.MaxInbound || a.inPeer[peer] >= a.cfg.MaxInboundPerPeer {
@@ -356,7 +382,14 @@ func (a *Agent) inbound(sc *node.SecureConn, h node.Hello) {
 	a.inTotal++
 	a.inPeer[peer]++
 	a.mu.Unlock()
-	p := a.wrap(sc, h.Kind, h.PipeID)
+	var conn net.Conn = sc
+	var s *session
+	if h.Resume && a.mig != nil {
+		s = a.mig.newSession(sc, h.Kind, time.Now().Add(-h.Handshake))
+		conn = s.rc
+	}
+	p := a.wrap(conn, sc, h.Kind, h.PipeID)
+	p.mig = s
 	p.Report = node.Report{Winner: h.Kind, Phases: []node.Phase{{Strategy: "inbound " + h.Kind + " handshake", Duration: h.Handshake, Result: "ok"}}}
 	p.OnClose(func(error) {
 		a.mu.Lock()
@@ -384,8 +417,9 @@ const echoBacklog = 16
 
 // wrap gives a secure conn pipe semantics, the AllMessages queue and the
 // built-in ECHO: a message "ECHO x" is answered with "x".
-func (a *Agent) wrap(sc *node.SecureConn, kind, pipeID string) *Pipe {
-	gate := &gatedConn{SecureConn: sc, ready: make(chan struct{})}
+// conn is sc itself, or the resumable stream running over it.
+func (a *Agent) wrap(conn net.Conn, sc *node.SecureConn, kind, pipeID string) *Pipe {
+	gate := &gatedConn{Conn: conn, ready: make(chan struct{})}
 	local, _ := netip.ParseAddrPort(sc.LocalAddr().String())
 	opts := pipe.Options{Metrics: a.pm, Log: a.cfg.Log, MaxMessage: MaxMessage}
 	p := &Pipe{Pipe: pipe.New(gate, opts), Peer: sc.RemoteNodeID(), Kind: kind, PipeID: pipeID, Local: local}
@@ -416,13 +450,13 @@ func (a *Agent) wrap(sc *node.SecureConn, kind, pipeID string) *Pipe {
 
 // gatedConn holds the pipe's reader back until its subscriptions exist.
 type gatedConn struct {
-	*node.SecureConn
+	net.Conn
 	ready chan struct{}
 }
 
 func (g *gatedConn) Read(b []byte) (int, error) {
 	<-g.ready
-	return g.SecureConn.Read(b)
+	return g.Conn.Read(b)
 }
 
 // chooseOffsets picks up to three brokers for a node, in an order derived

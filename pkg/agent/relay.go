@@ -28,6 +28,9 @@ type turnPayload struct {
 	Relay string `json:"relay,omitempty"` // the sender's relayed address, ip:port
 	Reply bool   `json:"reply,omitempty"` // an answer to a request with the same pipe id
 	Error string `json:"error,omitempty"` // why the sender cannot relay (a reply)
+	// Resume: the sender runs resumable pipes (pipe migration, migrate.go);
+	// a requester that got it in the reply says so in the Noise Hello.
+	Resume bool `json:"resume,omitempty"`
 }
 
 // maxRelayAnswers bounds TURN requests being answered at once.
@@ -73,7 +76,7 @@ func (r *relayStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 		delete(r.pending, at.PipeID)
 		r.mu.Unlock()
 	}()
-	if err := r.send(ctx, at.To, at.PipeID, turnPayload{Relay: mine.String()}); err != nil {
+	if err := r.send(ctx, at.To, at.PipeID, turnPayload{Relay: mine.String(), Resume: !r.a.cfg.Migrate.Off}); err != nil {
 		return nil, err
 	}
 	var ans turnPayload
@@ -96,7 +99,7 @@ func (r *relayStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	if err != nil {
 		return nil, err
 	}
-	return r.a.node.Secure(ctx, c, at.Peer, node.Hello{PipeID: at.PipeID, Kind: node.KindRelay})
+	return r.a.node.Secure(ctx, c, at.Peer, node.Hello{PipeID: at.PipeID, Kind: node.KindRelay, Resume: ans.Resume && !r.a.cfg.Migrate.Off})
 }
 
 func (r *relayStrategy) send(ctx context.Context, to peeraddr.Address, pipeID string, p turnPayload) error {
@@ -150,7 +153,7 @@ func (r *relayStrategy) HandleSignal(m *signal.Message) {
 		defer func() { <-r.answers }()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		ans := turnPayload{Reply: true}
+		ans := turnPayload{Reply: true, Resume: true}
 		mine, ok := r.rc.RelayAddr()
 		switch {
 		case !ok:

@@ -66,6 +66,11 @@ var ErrHandshake = errors.New("node: handshake failed")
 type Hello struct {
 	PipeID string `json:"pipe_id"`
 	Kind   string `json:"kind"` // how the pipe was made: direct, reverse, punch, relay
+	// Resume says both ends run the pipe in pkg/node/resume, so it can move
+	// to another path later (pipe migration, docs/agent.md). Only sent to
+	// a peer that said it understands it (older peers refuse unknown
+	// fields).
+	Resume bool `json:"resume,omitempty"`
 	// Handshake is how long the inbound handshake took (set by the node
 	// for OnPipe; never sent).
 	Handshake time.Duration `json:"-"`
@@ -76,6 +81,7 @@ type Hello struct {
 type SecureConn struct {
 	net.Conn
 	remote [identity.KeySize]byte
+	hello  Hello // sent (initiator) or received (responder)
 	rmu    sync.Mutex
 	rcs    *noise.CipherState
 	rbuf   []byte        // undelivered plaintext of the current frame
@@ -99,6 +105,10 @@ func cipherName(s noise.CipherSuite) string {
 
 // RemoteKey is the peer's proven public key.
 func (c *SecureConn) RemoteKey() [identity.KeySize]byte { return c.remote }
+
+// Hello is the handshake's Hello: the one sent on an outbound pipe, the
+// one received on an inbound pipe.
+func (c *SecureConn) Hello() Hello { return c.hello }
 
 // RemoteNodeID is the peer's proven node id.
 func (c *SecureConn) RemoteNodeID() string { return identity.NodeID(c.remote) }
@@ -195,7 +205,7 @@ func initiate(ctx context.Context, c net.Conn, id *identity.Identity, peer [iden
 	if err := writeFrame(c, confirm); err != nil {
 		return nil, fmt.Errorf("%w: send: %v", ErrHandshake, err)
 	}
-	return &SecureConn{Conn: c, remote: peer, wcs: cs1, rcs: cs2, cipher: cipherName(suite)}, nil
+	return &SecureConn{Conn: c, remote: peer, hello: hello, wcs: cs1, rcs: cs2, cipher: cipherName(suite)}, nil
 }
 
 // confirmation is the initiator's first transport message.
@@ -254,7 +264,7 @@ func Accept(ctx context.Context, c net.Conn, id *identity.Identity) (*SecureConn
 	if pt, err := cs1.Decrypt(nil, nil, ct); err != nil || !bytes.Equal(pt, confirmation) {
 		return nil, hello, fmt.Errorf("%w: bad key confirmation from %s (a replayed handshake?)", ErrHandshake, c.RemoteAddr())
 	}
-	return &SecureConn{Conn: c, remote: remote, rcs: cs1, wcs: cs2, cipher: cipherName(suite)}, hello, nil
+	return &SecureConn{Conn: c, remote: remote, hello: hello, rcs: cs1, wcs: cs2, cipher: cipherName(suite)}, hello, nil
 }
 
 // ReadMessage returns the plaintext of the next frame (one peer Write of up

@@ -502,7 +502,10 @@ func (s *Conn) handle(p *path, f frame) error {
 }
 
 // pick makes the best ready path active (s.mu held).
-func (s *Conn) pick() {
+func (s *Conn) pick() { s.pickAfter("") }
+
+// pickAfter is pick after the active path prev died.
+func (s *Conn) pickAfter(prev string) {
 	var best *path
 	for _, p := range s.paths {
 		if p.ready && (best == nil || p.prio > best.prio || p.prio == best.prio && p.order > best.order) {
@@ -512,7 +515,6 @@ func (s *Conn) pick() {
 	if best == s.act {
 		return
 	}
-	prev := ""
 	if s.act != nil {
 		prev = s.act.label
 	}
@@ -548,7 +550,7 @@ func (s *Conn) pathFailed(p *path, err error) {
 	s.evq = append(s.evq, Event{Type: EventDown, Path: p.label, Err: err, Left: len(s.paths)})
 	if s.act == p {
 		s.act = nil
-		s.pick()
+		s.pickAfter(p.label)
 	}
 	if len(s.paths) == 0 && s.err == nil {
 		// Not %w: the last path's io.EOF must not read as a clean end.
