@@ -106,11 +106,10 @@ type session struct {
 	begin  time.Time        // when the connect began
 	mu     sync.Mutex
 	phases []node.Phase
-	ready  map[string]chan struct{}         // our announced attempts awaiting the go-ahead
-	starts map[string]time.Time             // when the attempt of a path kind began
-	down   map[string]error                 // why a path died, by label
-	paths  func() []resume.PathInfo         // for Pipe.Paths
-	onMove func(from, to string, err error) // tests' hook; nil
+	ready  map[string]chan struct{} // our announced attempts awaiting the go-ahead
+	starts map[string]time.Time     // when the attempt of a path kind began
+	down   map[string]error         // why a path died, by label
+	paths  func() []resume.PathInfo // for Pipe.Paths
 }
 
 // newSession runs sc in the resumable layer. kind labels the first path.
@@ -233,11 +232,7 @@ func (s *session) onEvent(e resume.Event) {
 				Err: "path " + e.Prev + " died: " + errString(s.down[e.Prev])}
 		}
 		s.phases = append(s.phases, ph)
-		hook := s.onMove
 		s.mu.Unlock()
-		if hook != nil {
-			hook(e.Prev, e.Path, nil)
-		}
 	}
 }
 

@@ -145,6 +145,7 @@ type conJSON struct {
 	Peer     string      `json:"peer"`
 	Inbound  bool        `json:"inbound"`
 	Strategy string      `json:"strategy"`
+	Path     string      `json:"path,omitempty"` // where data goes now (pipe migration)
 	Phases   []phaseJSON `json:"phases"`
 	Opened   time.Time   `json:"opened"`
 	Local    string      `json:"laddr"`
@@ -181,7 +182,7 @@ func (s *Server) snapshot() snapshot {
 	}
 	for _, cn := range s.cons.all() {
 		snap.Cons = append(snap.Cons, conJSON{Name: cn.name, Peer: cn.pipe.Peer, Inbound: cn.inbound,
-			Strategy: cn.report.Winner, Phases: phases(cn.report), Opened: cn.opened.UTC(),
+			Strategy: cn.report.Winner, Path: cn.pipe.Path(), Phases: phases(cn.pipe.FullReport()), Opened: cn.opened.UTC(),
 			Local: cn.pipe.Local.String(), Remote: cn.pipe.RemoteAddr().String(), Stats: cn.pipe.Stats()})
 	}
 	sort.Slice(snap.Cons, func(i, j int) bool { return snap.Cons[i].Name < snap.Cons[j].Name })

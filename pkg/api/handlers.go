@@ -182,7 +182,7 @@ func (s *Server) conInfo(cn *con) map[string]any {
 	la := cn.pipe.Local
 	info := map[string]any{
 		"error": errOK, "name": cn.name, "peer": cn.pipe.Peer, "inbound": cn.inbound,
-		"strategy": cn.report.Winner, "report": cn.report,
+		"strategy": cn.report.Winner, "report": cn.pipe.FullReport(), "path": cn.pipe.Path(),
 		"raddr": []any{ra.Addr().String(), ra.Port()}, "laddr": []any{la.Addr().String(), la.Port()},
 		"opened": cn.opened.UTC().Format(time.RFC3339), "dropped": cn.pipe.Dropped(),
 		"route": nil, "if": nil, "stats": cn.pipe.Stats(),
