@@ -239,3 +239,21 @@ func TestLabRelayMovesToPunchAndBack(t *testing.T) {
 	echo(t, p)
 	echo(t, in)
 }
+
+// TestLabRelayNoMigration: an agent with migration off opens plain relayed
+// pipes (as an agent without migration does: no resume in the Hello), and
+// the peer, which migrates, takes them as plain pipes.
+func TestLabRelayNoMigration(t *testing.T) {
+	lab := natlab.New(t)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	s.StartTURN(t)
+	a := agenttest.StartAgentWith(t, lab.AddRouter("ra", natlab.Symmetric).AddHost("a"), s, func(c *agent.Config) { c.Migrate.Off = true })
+	b := agenttest.StartAgent(t, lab.AddRouter("rb", natlab.Symmetric).AddHost("b"), s)
+	p := connect(t, a, b, node.KindRelay)
+	if p.Resumable() {
+		t.Error("a pipe from an agent with migration off is resumable")
+	}
+	if got := migrations(t, b, node.KindRelay, node.KindPunch, "ok"); got != 0 {
+		t.Errorf("migrations on the peer: %v", got)
+	}
+}

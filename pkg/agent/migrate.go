@@ -207,10 +207,14 @@ func (s *session) onEvent(e resume.Event) {
 		s.down[e.Path] = e.Err
 		s.mu.Unlock()
 		s.m.a.cfg.Log.Info("pipe path down", "peer", s.peer, "path", e.Path, "left", e.Left, "err", e.Err)
-		if e.Left == 0 {
+		switch {
+		case !e.Attached:
+			// a path that never carried anything (a lost connect race,
+			// an upgrade pipe that died at once): nothing moved
+		case e.Left == 0:
 			s.m.total.WithLabelValues(e.Path, "none", migrateFailed).Inc()
 			s.addPhase(node.Phase{Strategy: "path " + e.Path + " lost, none left", Start: now.Sub(s.begin), Result: node.ResultFailed, Err: errString(e.Err)})
-		} else if e.Path == node.KindRelay {
+		case e.Path == node.KindRelay:
 			s.addPhase(node.Phase{Strategy: "relay standby lost", Start: now.Sub(s.begin), Result: node.ResultFailed, Err: errString(e.Err)})
 		}
 	case resume.EventActive:

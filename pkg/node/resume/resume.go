@@ -62,6 +62,8 @@ type Event struct {
 	Prev string // EventActive: the path data went over before ("" at first)
 	Err  error  // EventDown
 	Left int    // EventDown: paths left
+	// Attached (EventDown): the path had finished its attach exchange.
+	Attached bool
 }
 
 // PathInfo describes one attached path.
@@ -119,6 +121,7 @@ type Conn struct {
 	finAt    uint64
 
 	closing bool
+	ready   bool  // a path finished its attach exchange once
 	err     error // the stream failed: every path gone, or a protocol error
 	done    chan struct{}
 	stop    sync.Once
@@ -462,6 +465,7 @@ func (s *Conn) handle(p *path, f frame) error {
 			return fmt.Errorf("%w: peer received %d, we wrote %d", ErrProtocol, f.off, s.written)
 		}
 		p.ready, p.peer = true, f.off
+		s.ready = true
 		s.evq = append(s.evq, Event{Type: EventReady, Path: p.label})
 		s.pick()
 	case frameData:
@@ -547,12 +551,21 @@ func (s *Conn) pathFailed(p *path, err error) {
 		s.mu.Unlock()
 		return
 	}
-	s.evq = append(s.evq, Event{Type: EventDown, Path: p.label, Err: err, Left: len(s.paths)})
+	s.evq = append(s.evq, Event{Type: EventDown, Path: p.label, Err: err, Left: len(s.paths), Attached: p.ready})
 	if s.act == p {
 		s.act = nil
 		s.pickAfter(p.label)
 	}
-	if len(s.paths) == 0 && s.err == nil {
+	switch {
+	case len(s.paths) > 0 || s.err != nil:
+	case !s.ready:
+		// The first path went before its attach exchange, so no byte
+		// was carried: the peer closed a pipe that lost its connect
+		// race without ever running this layer. A clean end.
+		s.err = io.EOF
+		s.rcond.Broadcast()
+		s.wcond.Broadcast()
+	default:
 		// Not %w: the last path's io.EOF must not read as a clean end.
 		s.err = fmt.Errorf("%w; the last: %v", ErrPathsGone, err)
 		s.rcond.Broadcast()

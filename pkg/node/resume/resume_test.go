@@ -244,9 +244,15 @@ func TestCloseControlAndLastPath(t *testing.T) {
 	d := New(d1, "one", 0, Options{})
 	defer c.Close()
 	defer d.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Read(make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
 	c1.Close() // the only path dies under both
-	if _, err := d.Read(make([]byte, 10)); err == nil || errors.Is(err, io.EOF) {
-		t.Fatalf("read on a stream without paths: %v, want a failure", err)
+	if _, err := d.Read(make([]byte, 10)); !errors.Is(err, ErrPathsGone) {
+		t.Fatalf("read on a stream without paths: %v, want ErrPathsGone", err)
 	}
 	<-c.Done()
 	if _, err := c.Write([]byte("x")); err == nil {
@@ -281,4 +287,16 @@ func FuzzReadFrame(f *testing.F) {
 			t.Fatalf("round trip changed the frame: %+v vs %+v", again, fr)
 		}
 	})
+}
+
+// A peer that closes the first path without running this layer (a pipe
+// that lost its connect race) ends the stream cleanly: nothing was carried.
+func TestUnattachedCloseIsEOF(t *testing.T) {
+	a1, b1 := tcpPair(t)
+	b := New(b1, "relay", 0, Options{})
+	defer b.Close()
+	a1.Close()
+	if _, err := b.Read(make([]byte, 10)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read: %v, want io.EOF", err)
+	}
 }
