@@ -68,11 +68,17 @@ func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool)
 // TestLabRelayMovesToPunchAndBack: a pipe the relay won (the connect runs
 // only the relay) between two port-restricted cones moves to a punched TCP
 // path while 10 MiB stream through it; then the punched path is cut (its
-// 4-tuple dropped in a's namespace, silently), the pipe falls back to the
-// relay it kept as standby, and the 10 MiB arrive intact and in order. The
-// pipe objects stay the same; reports and metrics on both sides show the
-// moves.
+// 4-tuple dropped in a's namespace, silently; or its socket destroyed with
+// ss -K, which resets it), the pipe falls back to the relay it kept as
+// standby, and the 10 MiB arrive intact and in order. The pipe objects stay
+// the same; reports and metrics on both sides show the moves.
 func TestLabRelayMovesToPunchAndBack(t *testing.T) {
+	for _, how := range []string{"silent drop (nftables)", "reset (ss -K)"} {
+		t.Run(how, func(t *testing.T) { moveAndCut(t, strings.HasPrefix(how, "reset")) })
+	}
+}
+
+func moveAndCut(t *testing.T, reset bool) {
 	lab := natlab.New(t)
 	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
 	s.StartTURN(t)
@@ -177,17 +183,26 @@ func TestLabRelayMovesToPunchAndBack(t *testing.T) {
 		t.Fatal("the stream stalled before the cut")
 	}
 	before := received()
-	// Drop the punched 4-tuple both ways in a's namespace: no RST, no FIN,
-	// just silence, like a NAT that lost its mapping.
-	rules := fmt.Sprintf(`table inet migcut {
+	if reset {
+		// Destroy the punched socket in a's namespace: the kernel resets
+		// the connection, both ends see an error at once.
+		cmd := ha.Command(ctx, "ss", "-K", "-t", "src", local.String(), "dst", remote.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ss -K: %v: %s", err, out)
+		}
+	} else {
+		// Drop the punched 4-tuple both ways in a's namespace: no RST, no
+		// FIN, just silence, like a NAT that lost its mapping.
+		rules := fmt.Sprintf(`table inet migcut {
 	chain out { type filter hook output priority -10; ip saddr %[1]s tcp sport %[2]d ip daddr %[3]s tcp dport %[4]d drop; }
 	chain in { type filter hook input priority -10; ip saddr %[3]s tcp sport %[4]d ip daddr %[1]s tcp dport %[2]d drop; }
 }
 `, local.Addr().Unmap(), local.Port(), remote.Addr().Unmap(), remote.Port())
-	cmd := ha.Command(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
+		cmd := ha.Command(ctx, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(rules)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft: %v: %s", err, out)
+		}
 	}
 	t.Logf("cut %s <-> %s after %d bytes", local, remote, before)
 
