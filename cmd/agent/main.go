@@ -53,7 +53,7 @@ type options struct {
 	brokerCA                                              string
 	stateDir, interfaces, ntp                             string
 	port                                                  int
-	noPortMap, noNATProfile                               bool
+	noPortMap, noNATProfile, noMigrate                    bool
 	apiToken, allowNullOrigin                             bool
 	startTimeout                                          time.Duration
 	turn                                                  turnOptions
@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&o.apiToken, "api-token", false, "require a bearer token on the API (created in <state-dir>/"+api.TokenFile+", mode 0600; the CLI reads it from there)")
 	fs.BoolVar(&o.allowNullOrigin, "api-allow-null-origin", false, "accept the Origin \"null\" (HTML files opened from disk, as P2PD does). RISK: sandboxed iframes on any web site send it too, so any page you visit can then use the API; combine with --api-token")
 	fs.BoolVar(&o.noPortMap, "no-portmap", false, "do not ask the gateway (NAT-PMP/PCP, UPnP) to forward the node port")
+	fs.BoolVar(&o.noMigrate, "no-migrate", false, "keep pipes the relay won on the relay (by default they move to a punched or direct path when one opens, keeping the relay as standby)")
 	fs.BoolVar(&o.noNATProfile, "no-nat-profile", false, "skip NAT detection and assume a port-restricted cone NAT")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 15*time.Second, "how long start-up may take (interfaces, STUN, brokers)")
 	o.turn.addFlags(fs)
@@ -168,7 +169,8 @@ func splitList(s string) []string {
 }
 
 func (o options) agentConfig(ctx context.Context) (agent.Config, error) {
-	cfg := agent.Config{StateDir: o.stateDir, Port: o.port, NoPortMap: o.noPortMap, SkipNATProfile: o.noNATProfile, StartTimeout: o.startTimeout}
+	cfg := agent.Config{StateDir: o.stateDir, Port: o.port, NoPortMap: o.noPortMap, SkipNATProfile: o.noNATProfile, StartTimeout: o.startTimeout,
+		Migrate: agent.MigrateConfig{Off: o.noMigrate}}
 	if o.port < 1 || o.port > 65535 {
 		return cfg, fmt.Errorf("--port: port %d out of range 1-65535", o.port)
 	}

@@ -17,7 +17,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	for _, f := range []string{"--api", "--admin", "--port", "--stun", "--brokers", "--broker-username", "--broker-password-file",
-		"--state-dir", "--interfaces", "--ntp", "--no-portmap", "--no-nat-profile", "--start-timeout", "AGENT_STUN", "agent help",
+		"--state-dir", "--interfaces", "--ntp", "--no-portmap", "--no-migrate", "--no-nat-profile", "--start-timeout", "AGENT_STUN", "agent help",
 		"--api-token", "--api-allow-null-origin", "--broker-ca", "--version"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("--help lacks %s", f)
