@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -298,5 +299,99 @@ func TestUnattachedCloseIsEOF(t *testing.T) {
 	a1.Close()
 	if _, err := b.Read(make([]byte, 10)); !errors.Is(err, io.EOF) {
 		t.Fatalf("read: %v, want io.EOF", err)
+	}
+}
+
+// Paths come and go five times under a 10 MiB stream, some cut while
+// data is in flight on them, some closed at the other end: the bytes
+// arrive once and in order.
+func TestFlappingPaths(t *testing.T) {
+	o := Options{Window: 128 << 10, Heartbeat: 50 * time.Millisecond, IdleTimeout: 500 * time.Millisecond}
+	a1, b1 := tcpPair(t)
+	a := New(a1, "relay", 0, o)
+	b := New(b1, "relay", 0, o)
+	defer a.Close()
+	defer b.Close()
+	const total = 10 << 20
+	want := make([]byte, total)
+	if _, err := rand.Read(want); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	sum := make(chan [32]byte, 1)
+	go func() {
+		h := sha256.New()
+		buf := make([]byte, 30000)
+		for got.Load() < total {
+			n, err := b.Read(buf)
+			if err != nil {
+				t.Errorf("read after %d bytes: %v", got.Load(), err)
+				break
+			}
+			h.Write(buf[:n])
+			got.Add(int64(n))
+		}
+		var s [32]byte
+		copy(s[:], h.Sum(nil))
+		sum <- s
+	}()
+	// The writer stops after each of the first five MiB until that flap's
+	// new path carries data, so every flap happens mid-stream.
+	const piece = 1 << 20
+	var gates [5]chan struct{}
+	for i := range gates {
+		gates[i] = make(chan struct{})
+	}
+	go func() {
+		for k := range total / piece {
+			if _, err := a.Write(want[k*piece : (k+1)*piece]); err != nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+			if k < len(gates) {
+				<-gates[k]
+			}
+		}
+	}()
+	for i := range 5 {
+		x, y := tcpPair(t)
+		label := fmt.Sprintf("direct%d", i)
+		if err := a.Attach(x, label, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Attach(y, label, 1); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the move to "+label, func() bool { return a.Active() == label })
+		close(gates[i])
+		waitFor(t, "progress on "+label, func() bool { return got.Load() > int64(i+1)*piece+128<<10 })
+		if i%2 == 0 {
+			x.Close()
+		} else {
+			y.Close()
+		}
+	}
+	s := <-sum
+	if got.Load() != total || s != sha256.Sum256(want) {
+		t.Fatalf("got %d of %d bytes, hash match %v", got.Load(), total, s == sha256.Sum256(want))
+	}
+}
+
+// Write blocks once the window is full and the peer does not read: its
+// deadline ends it with a timeout, having taken at most the window.
+func TestWindowBackpressure(t *testing.T) {
+	a1, b1 := tcpPair(t)
+	a := New(a1, "one", 0, Options{Window: 64 << 10})
+	b := New(b1, "one", 0, Options{Window: 64 << 10})
+	defer a.Close()
+	defer b.Close()
+	_ = a.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	n, err := a.Write(make([]byte, 1<<20))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("write into a full window: %v, want a timeout", err)
+	}
+	if n > 64<<10 {
+		t.Fatalf("wrote %d bytes into a window of %d", n, 64<<10)
 	}
 }
