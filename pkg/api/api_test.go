@@ -124,7 +124,7 @@ func TestAPI(t *testing.T) {
 	t.Run("open, send ECHO, recv", func(t *testing.T) {
 		m, raw := do(t, api, call{path: "/p2p/open/c1/" + bAddr})
 		wantErr(t, m, errOK)
-		if m["strategy"] != "reverse" || m["peer"] != b.ID() {
+		if m["strategy"] != "reverse" || m["path"] != "reverse" || m["peer"] != b.ID() {
 			t.Fatalf("con_info: %s", raw)
 		}
 		m, _ = do(t, api, call{path: "/p2p/send/c1/ECHO%20hello,%20world!"})

@@ -63,6 +63,18 @@ func TestOpenWithStrategies(t *testing.T) {
 	if got["error"] != float64(0) || got["strategy"] != node.KindRelay {
 		t.Fatalf("open with strategies=relay,direct: %v", got)
 	}
+	// The relayed pipe stays on the relay: between two symmetric NATs the
+	// plan rules every upgrade out, and the report says so.
+	// (The attempts run in the background: the phases come shortly.)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		info, raw := do(t, base, call{path: "/p2p/con/r"})
+		if info["path"] == node.KindRelay && strings.Contains(string(raw), "upgrade punch") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("con_info of the relayed pipe: %s", raw)
+		}
+	}
 	got, _ = do(t, base, call{path: "/p2p/open/x/" + addr + "?strategies=carrier-pigeon"})
 	if got["error"] == float64(0) || !strings.Contains(fmt.Sprint(got["msg"]), "unknown strategy") {
 		t.Errorf("unknown strategy: %v", got)
