@@ -15,6 +15,7 @@ type Router struct {
 	hosts int
 	v6    bool       // routes global IPv6 to its hosts (AddRouter6)
 	wan6  netip.Addr // its IPv6 WAN address (v6 routers)
+	fw    bool       // routes public IPv4 addresses to its hosts, filtered, untranslated (AddFirewall)
 }
 
 // SequentialBase and SequentialPorts describe the external ports a
@@ -33,10 +34,10 @@ const mappingTimeout = "120s"
 // 10.<n>.0.<k> behind its single public IPv4 address.
 func (l *Lab) AddRouter(name string, b Behaviour, link ...Link) *Router {
 	l.t.Helper()
-	return l.addRouter(name, b, false, link)
+	return l.addRouter(name, b, false, false, link)
 }
 
-func (l *Lab) addRouter(name string, b Behaviour, v6 bool, link []Link) *Router {
+func (l *Lab) addRouter(name string, b Behaviour, v6, fw bool, link []Link) *Router {
 	l.t.Helper()
 	if b < Open || b > UDPBlocked {
 		l.t.Fatalf("natlab: unknown behaviour %d", int(b))
@@ -50,7 +51,7 @@ func (l *Lab) addRouter(name string, b Behaviour, v6 bool, link []Link) *Router 
 	idx := l.routers
 	l.mu.Unlock()
 
-	r := &Router{Host: &Host{lab: l, name: name, ns: l.addNS(name)}, b: b, index: idx, v6: v6}
+	r := &Router{Host: &Host{lab: l, name: name, ns: l.addNS(name)}, b: b, index: idx, v6: v6, fw: fw}
 	l.must(l.connectWAN(r.ns, "wan", lk))
 	l.must(run("ip", "-n", r.ns, "link", "add", "lan", "type", "bridge"))
 	l.must(run("ip", "-n", r.ns, "link", "set", "lan", "up"))
@@ -65,7 +66,12 @@ func (l *Lab) addRouter(name string, b Behaviour, v6 bool, link []Link) *Router 
 	l.must(addAddr(r.ns, "lan", r.lanGateway(), 24))
 	_, err := inNS(r.ns, nil, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	l.must(err)
-	_, err = inNS(r.ns, []byte(r.ruleset()), "nft", "-f", "-")
+	rules := r.ruleset()
+	if fw {
+		rules = r.filterRuleset(false)
+		r.setupFirewall()
+	}
+	_, err = inNS(r.ns, []byte(rules), "nft", "-f", "-")
 	l.must(err)
 	if v6 {
 		r.setup6()
@@ -77,7 +83,8 @@ func (l *Lab) addRouter(name string, b Behaviour, v6 bool, link []Link) *Router 
 func (r *Router) Behaviour() Behaviour { return r.b }
 
 // WANAddr is the router's public IPv4 address (zero for an Open router,
-// whose hosts have their own public addresses).
+// whose hosts have their own public addresses; a firewall's hosts have
+// their own too, and this is only the router's).
 func (r *Router) WANAddr() netip.Addr { return r.wan }
 
 func (r *Router) lanGateway() netip.Addr {
@@ -103,10 +110,14 @@ func (r *Router) AddHost(name string) *Host {
 		l.must(l.joinWAN6(h.ns, netip.Prefix{}, netip.Addr{}))
 		return h
 	}
-	a := netip.AddrFrom4([4]byte{10, byte(r.index), 0, byte(9 + r.hosts)})
-	h.addrs = []netip.Addr{a}
-	l.must(addAddr(h.ns, "eth0", a, 24))
-	l.must(run("ip", "-n", h.ns, "route", "add", "default", "via", r.lanGateway().String()))
+	if r.fw {
+		r.addPublicHost(h)
+	} else {
+		a := netip.AddrFrom4([4]byte{10, byte(r.index), 0, byte(9 + r.hosts)})
+		h.addrs = []netip.Addr{a}
+		l.must(addAddr(h.ns, "eth0", a, 24))
+		l.must(run("ip", "-n", h.ns, "route", "add", "default", "via", r.lanGateway().String()))
+	}
 	if r.v6 {
 		a6 := nthAddr(r.lanPrefix6(), 9+r.hosts)
 		h.addrs = append(h.addrs, a6)

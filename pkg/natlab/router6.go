@@ -1,10 +1,6 @@
 package natlab
 
-import (
-	"fmt"
-	"net/netip"
-	"strings"
-)
+import "net/netip"
 
 // IPv6 the way most homes have it: no translation, a stateful firewall. A
 // router made by AddRouter6 routes a /64 of its own (2001:db8:0:<n>::/64)
@@ -19,7 +15,7 @@ import (
 // (with IPv6 addresses of their own), so for Open it is AddRouter.
 func (l *Lab) AddRouter6(name string, b Behaviour, link ...Link) *Router {
 	l.t.Helper()
-	return l.addRouter(name, b, b != Open, link)
+	return l.addRouter(name, b, b != Open, false, link)
 }
 
 // WANAddr6 is a v6 router's IPv6 WAN address (zero otherwise).
@@ -52,7 +48,7 @@ func (r *Router) setup6() {
 	l.must(addAddr(r.ns, "lan", r.lanGateway6(), 64))
 	_, err := inNS(r.ns, nil, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 	l.must(err)
-	_, err = inNS(r.ns, []byte(r.ruleset6()), "nft", "-f", "-")
+	_, err = inNS(r.ns, []byte(r.filterRuleset(true)), "nft", "-f", "-")
 	l.must(err)
 	l.must(l.joinWAN6(r.ns, r.lanPrefix6(), r.wan6))
 }
@@ -96,45 +92,15 @@ func hasV6(addrs []netip.Addr) bool {
 	return false
 }
 
-// ruleset6 is the router's IPv6 firewall: conntrack's established state
-// passes replies (and the second SYN of a simultaneous open, which
-// conntrack sees as a reply), so a forward chain that drops every other
-// inbound packet is address-and-port-dependent filtering. Restricted cone
-// adds a set of (inside endpoint, remote address) pairs learned from
-// outbound packets: address-dependent. Full cone filters nothing (with no
-// translation that is open internet). UDP-blocked drops UDP both ways.
-func (r *Router) ruleset6() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "table ip6 natlab6 {\n")
-	if r.b == RestrictedCone {
-		fmt.Fprintf(&b, "  set peers { typeof meta l4proto . ip6 saddr . th sport . ip6 daddr; flags dynamic,timeout; timeout %s; }\n", mappingTimeout)
-	}
-	fmt.Fprintf(&b, "  chain forward {\n    type filter hook forward priority filter; policy accept;\n")
-	if r.b == UDPBlocked {
-		fmt.Fprintf(&b, "    meta l4proto udp drop\n")
-	}
-	if r.b == RestrictedCone {
-		fmt.Fprintf(&b, "    oifname \"wan\" meta l4proto { tcp, udp } update @peers { meta l4proto . ip6 saddr . th sport . ip6 daddr }\n")
-	}
-	if r.b != FullCone {
-		fmt.Fprintf(&b, "    iifname \"wan\" ct state established,related accept\n")
-		fmt.Fprintf(&b, "    iifname \"wan\" meta l4proto ipv6-icmp accept\n")
-		if r.b == RestrictedCone {
-			fmt.Fprintf(&b, "    iifname \"wan\" meta l4proto { tcp, udp } meta l4proto . ip6 daddr . th dport . ip6 saddr @peers accept\n")
-		}
-		fmt.Fprintf(&b, "    iifname \"wan\" drop\n")
-	}
-	fmt.Fprintf(&b, "  }\n}\n")
-	return b.String()
-}
-
 // Truth6 is what a correct detector must report for UDP over IPv6 from a
 // host behind a v6 router (AddRouter6): no translation, so the mapping is
 // endpoint-independent and keeps the port, and the P2PD type follows from
 // the filtering alone (docs/agent.md, "IPv6 filtering types"): open for none (open and
 // full-cone routers), restrict (4) for address-dependent, restrict-port (5)
 // for address-and-port-dependent (port-restricted and symmetric routers),
-// blocked (7) where UDP is dropped.
+// blocked (7) where UDP is dropped. It is also the truth for both families
+// from a host behind a firewall router (AddFirewall), which filters the
+// same way and translates nothing.
 func (b Behaviour) Truth6() Truth {
 	switch b {
 	case Open, FullCone:

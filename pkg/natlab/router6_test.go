@@ -30,22 +30,28 @@ func TestBehaviours6(t *testing.T) {
 				t.Fatalf("host address %s outside the router's %s", w.h.IP6(), w.r.LANPrefix6())
 			}
 			truth := b.Truth6()
-			t.Run("udp", func(t *testing.T) { checkUDP6(t, w, truth) })
+			t.Run("udp", func(t *testing.T) { checkUDP6(t, w, w.h.IP6(), truth) })
 			tcpTruth := truth
 			if b == UDPBlocked { // TCP still passes, filtered like port-restricted
 				tcpTruth = PortRestrictedCone.Truth6()
 			}
-			t.Run("tcp", func(t *testing.T) { checkTCP6(t, w, tcpTruth) })
+			t.Run("tcp", func(t *testing.T) { checkTCP6(t, w, w.h.IP6(), tcpTruth) })
 		})
 	}
 }
 
-func checkUDP6(t *testing.T, w *world, want Truth) {
+// checkUDP6 checks a non-translating firewall (v6 router, or a firewall
+// router's IPv4) from the host's own address own.
+func checkUDP6(t *testing.T, w *world, own netip.Addr, want Truth) {
+	network := "udp4"
+	if own.Is6() {
+		network = "udp6"
+	}
 	for _, a := range []string{joinHostPort(w.a1, 5000), joinHostPort(w.a1, 5001), joinHostPort(w.a2, 5000)} {
 		udpReflector(t, w.srv, a)
 	}
 	listen := func(port int) net.PacketConn {
-		pc, err := w.h.Net().ListenPacket(context.Background(), "udp6", joinHostPort(w.h.IP6(), port))
+		pc, err := w.h.Net().ListenPacket(context.Background(), network, joinHostPort(own, port))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,9 +77,9 @@ func checkUDP6(t *testing.T, w *world, want Truth) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := netip.AddrPortFrom(w.h.IP6(), 41000)
-	if m1 != own || mappingClass(m1, m2, m3) != want.Mapping {
-		t.Errorf("seen as %v, %v, %v: want %v everywhere (no translation)", m1, m2, m3, own)
+	self := netip.AddrPortFrom(own, 41000)
+	if m1 != self || mappingClass(m1, m2, m3) != want.Mapping {
+		t.Errorf("seen as %v, %v, %v: want %v everywhere (no translation)", m1, m2, m3, self)
 	}
 	// Filtering: a fresh socket that has only talked to a1:5000.
 	pc2 := listen(41100)
@@ -90,12 +96,16 @@ func checkUDP6(t *testing.T, w *world, want Truth) {
 	}
 	// A socket that has sent nothing is reachable only through an open router.
 	silent := listen(41200)
-	if got, open := udpReaches(srcOther, netip.AddrPortFrom(w.h.IP6(), 41200), silent), want.Filtering == EndpointIndependent; got != open {
+	if got, open := udpReaches(srcOther, netip.AddrPortFrom(own, 41200), silent), want.Filtering == EndpointIndependent; got != open {
 		t.Errorf("unsolicited datagram to a silent socket arrived: %v, want %v", got, open)
 	}
 }
 
-func checkTCP6(t *testing.T, w *world, want Truth) {
+func checkTCP6(t *testing.T, w *world, own netip.Addr, want Truth) {
+	network := "tcp4"
+	if own.Is6() {
+		network = "tcp6"
+	}
 	for _, a := range []string{joinHostPort(w.a1, 6000), joinHostPort(w.a1, 6001), joinHostPort(w.a2, 6000)} {
 		tcpReflector(t, w.srv, a)
 	}
@@ -103,10 +113,10 @@ func checkTCP6(t *testing.T, w *world, want Truth) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if own := netip.AddrPortFrom(w.h.IP6(), 43000); m1 != own {
-		t.Errorf("seen as %v, want %v (no translation)", m1, own)
+	if self := netip.AddrPortFrom(own, 43000); m1 != self {
+		t.Errorf("seen as %v, want %v (no translation)", m1, self)
 	}
-	checkTCPFiltering(t, w, "tcp6", want)
+	checkTCPFiltering(t, w, network, want)
 }
 
 // TestSimultaneousOpen6: two hosts behind port-restricted IPv6 firewalls
