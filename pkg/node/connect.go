@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/p2pd-go/p2pd/pkg/identity"
@@ -33,11 +34,13 @@ type directStrategy struct{ n *Node }
 func (directStrategy) Name() string { return Direct }
 
 func (d directStrategy) Plan(a Attempt) string {
+	// What filters comes first: a peer with only filtered IPv6 blocks has
+	// no candidate either (they are left out), and the filter is the cause.
+	if len(a.To.IPv4)+len(a.To.IPv6) > 0 && !Reachable(a.To, a.Mine) {
+		return "the peer's " + filterer(a.To) + " unsolicited connections (no open or full-cone block, not behind our router)"
+	}
 	if len(Candidates(a.To, a.Mine)) == 0 {
 		return "the peer address has no reachable candidate"
-	}
-	if !Reachable(a.To, a.Mine) {
-		return "the peer's NAT filters unsolicited connections (no open or full-cone block, not behind our router)"
 	}
 	return ""
 }
@@ -56,7 +59,7 @@ func (r reverseStrategy) Plan(a Attempt) string {
 		return "no signalling configured"
 	}
 	if a.Mine.NodeID != "" && !Reachable(a.Mine, a.To) {
-		return "our NAT filters unsolicited connections, so the peer cannot connect back (no open or full-cone block, not behind its router)"
+		return "our " + filterer(a.Mine) + " unsolicited connections, so the peer cannot connect back (no open or full-cone block, not behind its router)"
 	}
 	return ""
 }
@@ -75,6 +78,45 @@ func Reachable(to, from peeraddr.Address) bool {
 		}
 	}
 	return false
+}
+
+// filterer names, with its verb, what keeps unsolicited connections out of
+// an address, per family: a NAT where a block's external address is not its
+// NIC's, a firewall where it is (a public IPv4 address or a global IPv6 one
+// behind a filter), e.g. "IPv4 NAT and IPv6 firewall filter".
+func filterer(a peeraddr.Address) string {
+	var parts []string
+	for _, fam := range []struct {
+		name   string
+		blocks []peeraddr.Block
+	}{{"IPv4", a.IPv4}, {"IPv6", a.IPv6}} {
+		var nat, fw bool
+		for _, b := range fam.blocks {
+			if b.Ext == b.NIC {
+				fw = true
+			} else {
+				nat = true
+			}
+		}
+		switch {
+		case nat && fw:
+			parts = append(parts, fam.name+" NAT and firewall")
+		case nat:
+			parts = append(parts, fam.name+" NAT")
+		case fw:
+			parts = append(parts, fam.name+" firewall")
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return "NAT or firewall filters"
+	case 1:
+		if strings.HasSuffix(parts[0], " and firewall") {
+			return parts[0] + " filter"
+		}
+		return parts[0] + " filters"
+	}
+	return strings.Join(parts, " and ") + " filter"
 }
 
 // admits reports whether a block's NAT or firewall lets unsolicited
