@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	natpkg "github.com/p2pd-go/p2pd/pkg/nat"
 	"github.com/p2pd-go/p2pd/pkg/netif"
 	"github.com/p2pd-go/p2pd/pkg/peeraddr"
 )
@@ -65,12 +64,9 @@ func (a *Agent) loadInterfaces(ctx context.Context) error {
 			if len(rs) == 0 {
 				continue
 			}
-			nat := ifc.NAT
-			switch {
-			case af == netif.AF6:
+			nat := ifc.NAT // measured, for a public route too (its filtering)
+			if af == netif.AF6 {
 				nat = *ifc.NAT6
-			case rs[0].Public() && nat.Type != int(natpkg.BlockedNAT):
-				nat = openNAT
 			}
 			nt, dt, dv := addressNAT(nat)
 			b := peeraddr.Block{IfIndex: ifc.Index, Ext: rs[0].ExtIP(), NIC: rs[0].NICIP(), Port: uint16(a.cfg.Port),

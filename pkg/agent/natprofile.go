@@ -20,8 +20,42 @@ func natInfo(t nat.Type, d nat.Delta, mapping, filtering nat.Class) netif.NAT {
 // defaultNAT is what P2PD assumes when the NAT was not measured.
 var defaultNAT = natInfo(nat.RestrictPortNAT, nat.Delta{Type: nat.DeltaRandom}, "", "")
 
-// openNAT describes a route whose external address is its own.
+// openNAT describes a route whose external address is its own and that
+// nothing filters.
 var openNAT = natInfo(nat.OpenInternet, nat.Delta{Type: nat.DeltaNA}, nat.EndpointIndependent, nat.EndpointIndependent)
+
+// A route with no translation (a public IPv4 address on the NIC, a global
+// IPv6 address) is open only if nothing filters it: a host or ISP firewall
+// that drops inbound connections it has no state for makes peers that
+// dial it time out. So such a route is profiled like a NATed one (pkg/nat's
+// change-IP and change-port requests measure the filtering) and its block
+// carries the type the filtering gives (docs/agent.md, "Filtering without
+// NAT"): open (1) only for endpoint-independent filtering, restrict (4)
+// for address-dependent, restrict-port (5) for address-and-port-dependent,
+// blocked (7) where no UDP gets through; the delta is equal (2), because
+// no translation keeps the port.
+
+// defaultFirewallNAT is assumed when an untranslated route's filtering
+// cannot be measured (no STUN server with an alternate address, no answer,
+// profiling off): a firewall that admits only replies, as most have. A
+// peer then punches or has us connect back instead of dialling into a
+// filter and timing out; both get through an open host as well.
+var defaultFirewallNAT = natInfo(nat.RestrictPortNAT, nat.Delta{Type: nat.DeltaEqual}, nat.EndpointIndependent, "")
+
+// untranslatedNAT turns a measured profile of a route that has no
+// translation into its record: a route that is translated after all keeps
+// what was measured; one whose filtering could not be told (the server
+// has no alternate address) takes defaultFirewallNAT; one that nothing
+// filters is openNAT.
+func untranslatedNAT(n netif.NAT) netif.NAT {
+	switch {
+	case n.Type != int(nat.OpenInternet):
+		return n
+	case n.Filtering == string(nat.EndpointIndependent):
+		return openNAT
+	}
+	return defaultFirewallNAT
+}
 
 // stunProfiler measures NATs with pkg/nat against the configured servers
 // that share the local address's family.

@@ -91,15 +91,16 @@ func (a *Agent) stunNote(local netip.Addr) string {
 }
 
 // interfaceNAT is the NAT record of an interface whose first IPv4 route is
-// r4, measured unless STUN said it cannot be.
+// r4, measured unless STUN said it cannot be. A public route (no
+// translation) is measured too, for its filtering (natprofile.go).
 func (a *Agent) interfaceNAT(ctx context.Context, nic netif.NIC, r4 netif.Route) netif.NAT {
 	switch {
 	case a.stunNote(r4.NICIP()) == stunUDPBlocked:
 		return blockedNAT
 	case a.stunNote(r4.NICIP()) == stunNone:
 		return defaultNAT
-	case r4.Public():
-		return openNAT
+	case a.cfg.SkipNATProfile && r4.Public():
+		return defaultFirewallNAT
 	case a.cfg.SkipNATProfile:
 		return defaultNAT
 	}
@@ -108,9 +109,15 @@ func (a *Agent) interfaceNAT(ctx context.Context, nic netif.NIC, r4 netif.Route)
 		profile = a.stunProfiler()
 	}
 	n, err := profile(ctx, r4.NICIP())
-	if err != nil {
+	switch {
+	case err != nil && r4.Public():
+		a.cfg.Log.Warn("filtering of a public IPv4 route not measured; assuming a stateful firewall (restrict-port)", "if", nic.Name, "err", err)
+		return defaultFirewallNAT
+	case err != nil:
 		a.cfg.Log.Warn("NAT profile failed; assuming port-restricted cone", "if", nic.Name, "err", err)
 		return defaultNAT
+	case r4.Public():
+		return untranslatedNAT(n)
 	}
 	return n
 }

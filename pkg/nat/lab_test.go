@@ -116,6 +116,28 @@ func TestLabProfile(t *testing.T) {
 	}
 }
 
+// TestLabProfileFirewall4 profiles hosts on public IPv4 addresses behind
+// natlab's firewall routers (no translation, stateful filtering): the
+// verdict names the filtering, so only an unfiltered host is open.
+func TestLabProfileFirewall4(t *testing.T) {
+	s := newLabStund(t)
+	for _, b := range natlab.Behaviours() {
+		t.Run(b.String(), func(t *testing.T) {
+			h := s.lab.AddFirewall("fw"+fmt.Sprint(int(b)), b).AddHost("p" + fmt.Sprint(int(b)))
+			waitReachable(t, h, b, s.primary())
+			r, err := Profile(context.Background(), labConfig(s, h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %+v", b, r)
+			if b != natlab.UDPBlocked && r.External.Addr() != h.IP4() {
+				t.Errorf("external %s, want the host's own %s", r.External, h.IP4())
+			}
+			checkTruth(t, r, b.Truth6())
+		})
+	}
+}
+
 // TestLabStundIPv6 checks stund's IPv6 side from an open host, including
 // change requests between the two IPv6 addresses.
 func TestLabStundIPv6(t *testing.T) {
