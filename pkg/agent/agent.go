@@ -49,7 +49,9 @@ type Config struct {
 	// STUNServers (they must answer change requests: stund does).
 	Profile Profiler
 	// SkipNATProfile assumes P2PD's default NAT (port-restricted cone,
-	// random delta) instead of measuring it.
+	// random delta) instead of measuring it; an untranslated route (public
+	// IPv4, IPv6) is assumed behind a firewall that filters the same way
+	// (restrict port, equal delta), not open.
 	SkipNATProfile bool
 	// Brokers is the shared MQTT broker list; the agent subscribes on up to
 	// three of them (its address's signal offsets).

@@ -95,8 +95,8 @@ func hasV6(addrs []netip.Addr) bool {
 // Truth6 is what a correct detector must report for UDP over IPv6 from a
 // host behind a v6 router (AddRouter6): no translation, so the mapping is
 // endpoint-independent and keeps the port, and the P2PD type follows from
-// the filtering alone (docs/agent.md, "IPv6 filtering types"): open for none (open and
-// full-cone routers), restrict (4) for address-dependent, restrict-port (5)
+// the filtering alone (docs/agent.md, "Filtering without NAT"): open for
+// none (open and full-cone routers), restrict (4) for address-dependent, restrict-port (5)
 // for address-and-port-dependent (port-restricted and symmetric routers),
 // blocked (7) where UDP is dropped. It is also the truth for both families
 // from a host behind a firewall router (AddFirewall), which filters the
