@@ -187,3 +187,60 @@ func TestNAT(t *testing.T) {
 		t.Errorf("no progress on stderr: %q", stderr.String())
 	}
 }
+
+// TestNAT6: on a host with global IPv6 behind a port-restricted IPv6
+// firewall, `agent nat` reports the IPv6 profile beside the IPv4 one, in
+// JSON and in text.
+func TestNAT6(t *testing.T) {
+	lab := natlab.New(t)
+	st := agenttest.NewStack6(t, lab, agenttest.MQTTD)
+	h := lab.AddRouter6("home6", natlab.PortRestrictedCone).AddHost("h")
+	bin := testbin.Build(t, "cmd/agent")
+	var servers []string
+	for _, s := range st.STUN {
+		servers = append(servers, s.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run := func(args ...string) string {
+		cmd := h.Command(ctx, bin, append([]string{"nat", "--no-portmap", "--stun", strings.Join(servers, ",")}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("agent nat: %v\n%s", err, stderr.String())
+		}
+		return string(out)
+	}
+	out := run("--json")
+	var rep struct {
+		Interfaces []struct {
+			NAT struct {
+				Type int `json:"type"`
+			} `json:"nat"`
+			NAT6 *struct {
+				Type      int    `json:"type"`
+				Mapping   string `json:"mapping"`
+				Filtering string `json:"filtering"`
+			} `json:"nat6"`
+			NAT6Error string `json:"nat6_error"`
+		} `json:"interfaces"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(rep.Interfaces) != 1 {
+		t.Fatalf("interfaces: %s", out)
+	}
+	i := rep.Interfaces[0]
+	if i.NAT.Type != 5 || i.NAT6 == nil || i.NAT6.Type != 5 || i.NAT6.Mapping != "endpoint-independent" || i.NAT6.Filtering != "address-and-port-dependent" {
+		t.Errorf("NAT %+v, NAT6 %+v (%s): want type 5 for both, IPv6 filtering address-and-port-dependent", i.NAT, i.NAT6, i.NAT6Error)
+	}
+	text := run()
+	t.Logf("agent nat:\n%s", text)
+	for _, want := range []string{"  NAT type:                5 restrict port\n", "  IPv6 NAT type:           5 restrict port\n", "  IPv6 RFC 4787 filtering: address-and-port-dependent\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 // Package netcheck measures what an agent would find about its network,
 // without starting one: per interface the NAT (P2PD type and delta, RFC
-// 4787 classes) and external addresses, each STUN server's latency over UDP
+// 4787 classes) of IPv4 and the IPv6 profile (its filtering: IPv6 is
+// rarely translated but often filtered), external addresses, each STUN server's latency over UDP
 // and TCP, and which port-mapping protocol the gateway speaks. `agent nat`
 // prints it.
 package netcheck
@@ -48,14 +49,18 @@ type Report struct {
 
 // Interface is one NIC's findings.
 type Interface struct {
-	Name      string    `json:"name"`
-	Default   bool      `json:"is_default"`
-	NIC       []string  `json:"nic_ips"`
-	External  []string  `json:"ext_ips"`
-	NAT       netif.NAT `json:"nat"`
-	NATError  string    `json:"nat_error,omitempty"`
-	UDP       []Server  `json:"stun_udp"`
-	Reachable bool      `json:"udp_reachable"` // some STUN server answered over UDP
+	Name     string    `json:"name"`
+	Default  bool      `json:"is_default"`
+	NIC      []string  `json:"nic_ips"`
+	External []string  `json:"ext_ips"`
+	NAT      netif.NAT `json:"nat"`
+	NATError string    `json:"nat_error,omitempty"`
+	// NAT6 is the profile of the first global IPv6 address (nil without
+	// one, or when it could not be measured: NAT6Error says why).
+	NAT6      *netif.NAT `json:"nat6,omitempty"`
+	NAT6Error string     `json:"nat6_error,omitempty"`
+	UDP       []Server   `json:"stun_udp"`
+	Reachable bool       `json:"udp_reachable"` // some STUN server answered over UDP
 }
 
 // Server is one STUN server's answer.
@@ -121,11 +126,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 }
 
 // checkNIC measures one interface: STUN latency from each NIC address
-// family, external addresses, and the IPv4 NAT profile.
+// family, external addresses, and the IPv4 and IPv6 NAT profiles.
 func (cfg Config) checkNIC(ctx context.Context, nic netif.NIC) Interface {
 	out := Interface{Name: nic.Name, Default: nic.Default[netif.AF4] || nic.Default[netif.AF6], UDP: []Server{}, NIC: []string{}, External: []string{}}
 	seenExt := map[string]bool{}
-	var local4 netip.Addr
+	var local4, local6 netip.Addr
 	for _, p := range nic.Addrs {
 		a := p.Addr()
 		if a.IsLinkLocalUnicast() || a.IsLoopback() {
@@ -134,6 +139,9 @@ func (cfg Config) checkNIC(ctx context.Context, nic netif.NIC) Interface {
 		out.NIC = append(out.NIC, a.String())
 		if a.Is4() && !local4.IsValid() {
 			local4 = a
+		}
+		if a.Is6() && a.IsGlobalUnicast() && !a.IsPrivate() && !local6.IsValid() {
+			local6 = a
 		}
 		cfg.Progress(fmt.Sprintf("%s: STUN over UDP from %s", nic.Name, a))
 		for _, s := range cfg.STUN {
@@ -151,25 +159,47 @@ func (cfg Config) checkNIC(ctx context.Context, nic netif.NIC) Interface {
 			}
 		}
 	}
+	if local6.IsValid() {
+		cfg.Progress(fmt.Sprintf("%s: IPv6 filtering (NAT type, RFC 4787 classes) from %s", nic.Name, local6))
+		n, err := cfg.profile(ctx, local6)
+		if err != nil {
+			out.NAT6Error = err.Error()
+		} else {
+			out.NAT6 = &n
+		}
+	}
 	if !local4.IsValid() {
 		out.NAT = netif.NAT{Info: "no IPv4 address"}
 		return out
 	}
 	cfg.Progress(fmt.Sprintf("%s: NAT type, delta and RFC 4787 classes from %s", nic.Name, local4))
-	var servers []netip.AddrPort
-	for _, s := range cfg.STUN {
-		if s.Addr().Is4() {
-			servers = append(servers, s)
-		}
-	}
-	r, err := nat.Profile(ctx, nat.Config{Servers: servers, Local: local4, Net: cfg.Net})
+	n, err := cfg.profile(ctx, local4)
 	if err != nil {
 		out.NATError = err.Error()
 		return out
 	}
-	out.NAT = netif.NAT{Type: int(r.Type), Info: r.Type.String(), Delta: netif.Delta{Type: int(r.Delta.Type), Value: r.Delta.Value},
-		DeltaInfo: r.Delta.Type.String(), Mapping: string(r.Mapping), Filtering: string(r.Filtering)}
+	out.NAT = n
 	return out
+}
+
+// profile measures the NAT in front of local against the STUN servers of
+// its family.
+func (cfg Config) profile(ctx context.Context, local netip.Addr) (netif.NAT, error) {
+	var servers []netip.AddrPort
+	for _, s := range cfg.STUN {
+		if s.Addr().Is4() == local.Is4() {
+			servers = append(servers, s)
+		}
+	}
+	if len(servers) == 0 {
+		return netif.NAT{}, fmt.Errorf("netcheck: no STUN server for %s", local)
+	}
+	r, err := nat.Profile(ctx, nat.Config{Servers: servers, Local: local, Net: cfg.Net})
+	if err != nil {
+		return netif.NAT{}, fmt.Errorf("netcheck: %w", err)
+	}
+	return netif.NAT{Type: int(r.Type), Info: r.Type.String(), Delta: netif.Delta{Type: int(r.Delta.Type), Value: r.Delta.Value},
+		DeltaInfo: r.Delta.Type.String(), Mapping: string(r.Mapping), Filtering: string(r.Filtering)}, nil
 }
 
 func (cfg Config) udpBinding(ctx context.Context, local netip.Addr, s netip.AddrPort) Server {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/p2pd-go/p2pd/pkg/netif"
 )
 
 // WriteText prints the report for people, one block per interface.
@@ -14,17 +16,20 @@ func (r Report) WriteText(w io.Writer) {
 			def = " (default route)"
 		}
 		fmt.Fprintf(w, "interface %s%s\n", i.Name, def)
-		fmt.Fprintf(w, "  NIC addresses:      %s\n", list(i.NIC))
-		fmt.Fprintf(w, "  external addresses: %s\n", list(i.External))
+		label(w, "NIC addresses:", "%s", list(i.NIC))
+		label(w, "external addresses:", "%s", list(i.External))
 		if i.NATError != "" {
-			fmt.Fprintf(w, "  NAT:                not measured: %s\n", i.NATError)
+			label(w, "NAT:", "not measured: %s", i.NATError)
 		} else {
-			fmt.Fprintf(w, "  NAT type:           %d %s\n", i.NAT.Type, i.NAT.Info)
-			fmt.Fprintf(w, "  delta:              %d %s (value %d)\n", i.NAT.Delta.Type, i.NAT.DeltaInfo, i.NAT.Delta.Value)
-			fmt.Fprintf(w, "  RFC 4787 mapping:   %s\n", orUnknown(i.NAT.Mapping))
-			fmt.Fprintf(w, "  RFC 4787 filtering: %s\n", orUnknown(i.NAT.Filtering))
+			writeNAT(w, "", i.NAT)
 		}
-		fmt.Fprintf(w, "  UDP reachable:      %s\n", yesNo(i.Reachable))
+		switch {
+		case i.NAT6Error != "":
+			label(w, "IPv6 NAT:", "not measured: %s", i.NAT6Error)
+		case i.NAT6 != nil:
+			writeNAT(w, "IPv6 ", *i.NAT6)
+		}
+		label(w, "UDP reachable:", "%s", yesNo(i.Reachable))
 		for _, s := range i.UDP {
 			fmt.Fprintf(w, "    udp %s\n", serverLine(s))
 		}
@@ -42,6 +47,21 @@ func (r Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "port mapping: none found (%s)\n", pm.Error)
 	}
 	fmt.Fprintf(w, "measured in %s\n", r.Elapsed)
+}
+
+// writeNAT prints a NAT record's four lines, labelled with prefix ("" for
+// IPv4, "IPv6 ").
+func writeNAT(w io.Writer, prefix string, n netif.NAT) {
+	label(w, prefix+"NAT type:", "%d %s", n.Type, n.Info)
+	label(w, prefix+"delta:", "%d %s (value %d)", n.Delta.Type, n.DeltaInfo, n.Delta.Value)
+	label(w, prefix+"RFC 4787 mapping:", "%s", orUnknown(n.Mapping))
+	label(w, prefix+"RFC 4787 filtering:", "%s", orUnknown(n.Filtering))
+}
+
+// label prints one labelled line of an interface's block, values aligned
+// after the longest label ("IPv6 RFC 4787 filtering:").
+func label(w io.Writer, name, format string, args ...any) {
+	fmt.Fprintf(w, "  %-25s"+format+"\n", append([]any{name}, args...)...)
 }
 
 func serverLine(s Server) string {
