@@ -66,8 +66,9 @@ func (r reverseStrategy) Plan(a Attempt) string {
 
 // Reachable reports whether a TCP connection from the node at from can get
 // into the node at to without punching: to has a block that is open or
-// behind a full-cone NAT, or the two share a router. An IPv6 block says
-// open only when its firewall does not filter (the agent measures it); a
+// behind a full-cone NAT, or the two share a router. An untranslated block
+// (IPv6, public IPv4) says open only when its firewall does not filter
+// (the agent measures it); a
 // node whose gateway forwards its port advertises that block as open.
 func Reachable(to, from peeraddr.Address) bool {
 	for _, fam := range [][2][]peeraddr.Block{{to.IPv4, from.IPv4}, {to.IPv6, from.IPv6}} {
