@@ -126,7 +126,7 @@ func TestMoveAndCut(t *testing.T) {
 		{"first path closed after the move", "first", "close"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := Options{Window: 256 << 10, Heartbeat: 50 * time.Millisecond, IdleTimeout: 500 * time.Millisecond}
+			o := Options{Window: 256 << 10, Heartbeat: 100 * time.Millisecond, IdleTimeout: 3 * time.Second} // long enough for a loaded CI machine
 			var ra, rb recorder
 			oa, ob := o, o
 			oa.OnEvent, ob.OnEvent = ra.add, rb.add
@@ -306,7 +306,7 @@ func TestUnattachedCloseIsEOF(t *testing.T) {
 // data is in flight on them, some closed at the other end: the bytes
 // arrive once and in order.
 func TestFlappingPaths(t *testing.T) {
-	o := Options{Window: 128 << 10, Heartbeat: 50 * time.Millisecond, IdleTimeout: 500 * time.Millisecond}
+	o := Options{Window: 128 << 10, Heartbeat: 100 * time.Millisecond, IdleTimeout: 3 * time.Second} // long enough for a loaded CI machine
 	a1, b1 := tcpPair(t)
 	a := New(a1, "relay", 0, o)
 	b := New(b1, "relay", 0, o)
