@@ -349,7 +349,7 @@ func (c *Client) Close() error {
 		for {
 			select {
 			case conn := <-c.accepted:
-				_ = conn.qc.CloseWithError(codeRefused, "closing")
+				_ = conn.Abort(codeRefused, "closing")
 			default:
 				return
 			}
