@@ -83,9 +83,12 @@ type Config struct {
 	// Clock configures the meeting-time clock of hole punching (clock.go).
 	Clock ClockConfig
 	// Migrate tunes moving relay-won pipes to a direct path (migrate.go).
-	Migrate  MigrateConfig
-	Registry prometheus.Registerer
-	Log      *slog.Logger
+	Migrate MigrateConfig
+	// PunchTransports are the transports the punch strategy races
+	// (PunchTCP, PunchUDP); empty: both.
+	PunchTransports []string
+	Registry        prometheus.Registerer
+	Log             *slog.Logger
 }
 
 // Pipe is an authenticated pipe to a peer with P2PD pipe semantics.
@@ -392,7 +395,7 @@ func (a *Agent) inbound(sc *node.SecureConn, h node.Hello) {
 	}
 	p := a.wrap(conn, sc, h.Kind, h.PipeID)
 	p.mig = s
-	p.Report = node.Report{Winner: h.Kind, Phases: []node.Phase{{Strategy: "inbound " + h.Kind + " handshake", Duration: h.Handshake, Result: "ok"}}}
+	p.Report = node.Report{Winner: h.Kind, Phases: []node.Phase{{Strategy: "inbound " + h.Kind + " handshake", Duration: h.Handshake, Result: "ok", Transport: sc.LocalAddr().Network()}}}
 	p.OnClose(func(error) {
 		a.mu.Lock()
 		a.inTotal--

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -46,6 +45,7 @@ type punchStrategy struct {
 	slots  chan struct{} // responder punches under way
 	limit  *node.RateLimiter
 	offers *prometheus.CounterVec // agent_punch_offers_total{result}
+	legs   *prometheus.CounterVec // agent_punch_total{transport,result} (punchudp.go)
 	ctx    context.Context        // ends when the agent closes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -73,7 +73,14 @@ const (
 )
 
 func newPunchStrategy(a *Agent) (*punchStrategy, error) {
-	p := &punchStrategy{a: a, slots: make(chan struct{}, maxPunchResponses),
+	if err := checkPunchTransports(a.cfg.PunchTransports); err != nil {
+		return nil, err
+	}
+	legs, err := newPunchLegMetrics(a.cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	p := &punchStrategy{a: a, legs: legs, slots: make(chan struct{}, maxPunchResponses),
 		// Offers per sending node: as many as CONs (node.Config defaults).
 		limit: node.NewRateLimiter(1, 5, 4096),
 		offers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_punch_offers_total",
@@ -157,6 +164,13 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	if !f.ok4 && !f.ok6 {
 		return nil, fmt.Errorf("no punch: %s", p.decide(at.Mine, at.To).Reason)
 	}
+	var leg *udpLeg
+	if f.ok4 {
+		var noUDP string
+		if leg, noUDP = p.prepareUDP(ctx, mine, peer); leg == nil {
+			p.a.cfg.Log.Debug("punch: no UDP leg", "peer", at.To.NodeID, "why", noUDP)
+		}
+	}
 	ck := p.a.clock
 	p.mu.Lock()
 	rtt, peerUnc := p.rtt[at.To.NodeID], p.peerUnc[at.To.NodeID]
@@ -169,6 +183,9 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	// answers with a later time.
 	offer := punch.Offer{At: punch.MeetAt(now, rtt, unc, peerUnc).UnixMicro(), Sent: now.UnixMicro(),
 		Uncertainty: unc.Microseconds(), Targets: targets, Targets6: f.own6()}
+	if leg != nil {
+		offer.UDP = leg.targets
+	}
 	ch := make(chan punch.Offer, 1)
 	p.mu.Lock()
 	p.pending[at.PipeID] = pendingPunch{peer: at.To.NodeID, ch: ch}
@@ -180,12 +197,14 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	}()
 	sent := time.Now()
 	if err := p.send(ctx, at.To, at.PipeID, offer); err != nil {
+		leg.close()
 		return nil, err
 	}
 	var ans punch.Offer
 	select {
 	case ans = <-ch:
 	case <-ctx.Done():
+		leg.close()
 		return nil, fmt.Errorf("no PUNCH answer: %w", ctx.Err())
 	}
 	took := time.Since(sent)
@@ -199,7 +218,7 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	p.mu.Unlock()
 	meet := ans.MeetingTime()
 	p.a.cfg.Log.Debug("punch: answer", "peer", at.To.NodeID, "signalling_rtt", took,
-		"meet_in", meet.Sub(ck.Now()), "moved", ans.At != offer.At, "targets", ans.Targets, "targets6", ans.Targets6)
+		"meet_in", meet.Sub(ck.Now()), "moved", ans.At != offer.At, "targets", ans.Targets, "targets6", ans.Targets6, "udp", ans.UDP)
 	var legs []punchLeg
 	if f.ok4 && len(ans.Targets) > 0 {
 		legs = append(legs, punchLeg{local: dialFrom(local, mine), targets: ans.Targets, anyPort: !punch.ProfileOf(peer).Predictable()})
@@ -207,7 +226,7 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	if l, ok := f.leg6(p.a.cfg.Port, ans.Targets6); ok {
 		legs = append(legs, l)
 	}
-	return p.run(ctx, at.Peer, at.PipeID, legs, meet)
+	return p.run(ctx, at.Peer, at.PipeID, legs, meet, pairUDP(leg, ans.UDP))
 }
 
 // send sends a PUNCH message with our address.
@@ -307,121 +326,10 @@ func (p *punchStrategy) freshMapping(ctx context.Context, local netip.AddrPort) 
 	return netip.AddrPort{}, fmt.Errorf("no STUN server answered over TCP from %s: %w", local, errors.Join(errs...))
 }
 
-// run punches every leg (one per address family) at meet, at once, and
-// returns the first authenticated pipe.
-func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pipeID string, legs []punchLeg, meet time.Time) (*node.SecureConn, error) {
-	if len(legs) == 0 {
-		return nil, errors.New("no punch: the peer offered no endpoint of a family we punch over")
-	}
-	n := p.a.node
-	peerID := identity.NodeID(peer)
-	initiator := punch.Initiator(p.a.ID(), peerID)
-	var await <-chan *node.SecureConn
-	if !initiator {
-		ch, done := n.Await(pipeID, peerID)
-		defer done()
-		await = ch
-	}
-	// Connections from the peer's endpoints that reach our listener are the
-	// punch's. From a NAT whose ports are unpredictable the SYN comes from
-	// a port nobody knew: then any port of the peer's addresses.
-	want := map[netip.AddrPort]bool{}
-	hosts := map[netip.Addr]bool{}
-	for _, l := range legs {
-		for _, t := range l.targets {
-			want[t] = true
-			if l.anyPort {
-				hosts[t.Addr()] = true
-			}
-		}
-	}
-	accepted, release := n.Claim(func(ap netip.AddrPort) bool { return want[ap] || hosts[ap.Addr()] })
-	defer release()
-	hello := node.Hello{PipeID: pipeID, Kind: node.KindPunch}
-	var mu sync.Mutex // one handshake at a time: the first leg's pipe wins
-	var won *node.SecureConn
-	found := func(c net.Conn) bool {
-		if !initiator {
-			n.Serve(c) // its pipe comes back through await
-			return false
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if won != nil { // another leg won
-			c.Close()
-			return false
-		}
-		sc, err := n.Secure(ctx, c, peer, hello)
-		if err != nil {
-			p.a.cfg.Log.Debug("punch: handshake", "remote", c.RemoteAddr(), "err", err)
-			return false
-		}
-		won = sc
-		return true
-	}
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type result struct {
-		st  punch.Stats
-		err error
-	}
-	res := make(chan result, len(legs))
-	for _, l := range legs {
-		o := node.PortOptions()
-		o.Local = l.local
-		cfg := punch.Config{Net: p.a.cfg.Net, Options: o, Targets: l.targets, At: meet, Now: p.a.clock.Now,
-			Accepted: accepted, Log: p.a.cfg.Log}
-		go func() {
-			st, err := punch.Run(pctx, cfg, found)
-			res <- result{st, err}
-		}()
-	}
-	// The legs' results, their counts added up: a leg whose found kept a
-	// pipe (initiator) ends the others; the responder's pipe comes
-	// through await.
-	var r result
-	collect := func() {
-		var errs []error
-		for range legs {
-			x := <-res
-			r.st.Dials += x.st.Dials
-			r.st.Refused += x.st.Refused
-			r.st.Accepted += x.st.Accepted
-			r.st.Rounds = max(r.st.Rounds, x.st.Rounds)
-			if x.err == nil {
-				cancel()
-			} else {
-				errs = append(errs, x.err)
-			}
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if won == nil {
-			r.err = errors.Join(errs...)
-		}
-	}
-	done := make(chan struct{})
-	go func() { collect(); close(done) }()
-	select {
-	case sc := <-await: // nil channel for the initiator
-		cancel()
-		<-done
-		won, r.err = sc, nil
-	case <-done:
-		if r.err != nil && await != nil {
-			select { // the pipe may have come as the punch ended
-			case sc := <-await:
-				won, r.err = sc, nil
-			default:
-			}
-		}
-	}
-	p.a.cfg.Log.Debug("punch: done", "peer", peerID, "initiator", initiator, "stats", r.st,
-		"since_meeting", p.a.clock.Now().Sub(meet), "err", r.err)
-	if r.err != nil {
-		return nil, fmt.Errorf("%w (%d dials, %d refused, %d via the listener)", r.err, r.st.Dials, r.st.Refused, r.st.Accepted)
-	}
-	return won, nil
+// run punches every leg (one per address family, and over UDP with udp,
+// punchudp.go) at meet, at once, and returns the first authenticated pipe.
+func (p *punchStrategy) run(ctx context.Context, peer [identity.KeySize]byte, pipeID string, legs []punchLeg, meet time.Time, udp *udpRun) (*node.SecureConn, error) {
+	return p.race(ctx, peer, pipeID, legs, meet, udp)
 }
 
 // HandleSignal takes PUNCH answers for our offers, and offers from peers.
@@ -516,7 +424,7 @@ func (p *punchStrategy) checkOffer(m *signal.Message, o punch.Offer) (peeraddr.A
 			ok[b.NIC] = true
 		}
 	}
-	for _, t := range o.Targets {
+	for _, t := range append(o.Targets[:len(o.Targets):len(o.Targets)], o.UDP...) {
 		if !ok[t.Addr()] {
 			return from, fmt.Errorf("target %s is not an address of the sender's", t)
 		}
@@ -570,6 +478,13 @@ func (p *punchStrategy) respond(m *signal.Message, from peeraddr.Address, o punc
 	if len(legs) == 0 {
 		return fmt.Errorf("no punch: %s", p.decide(mineAddr, from).Reason)
 	}
+	var leg *udpLeg // before the clock is read: its STUN takes a round trip
+	if len(o.UDP) > 0 && f.ok4 {
+		var noUDP string
+		if leg, noUDP = p.prepareUDP(ctx, mine, peer); leg == nil {
+			p.a.cfg.Log.Debug("punch: no UDP leg", "peer", m.FromID(), "why", noUDP)
+		}
+	}
 	ck := p.a.clock
 	now, unc := ck.Now(), ck.Uncertainty()
 	meet := o.MeetingTime()
@@ -579,10 +494,14 @@ func (p *punchStrategy) respond(m *signal.Message, from peeraddr.Address, o punc
 		p.a.cfg.Log.Debug("punch: offer came too late; new meeting time", "from", m.FromID(), "one_way", oneWay, "meet_in", meet.Sub(now))
 	}
 	ans := punch.Offer{Answer: true, At: meet.UnixMicro(), Sent: now.UnixMicro(), Uncertainty: unc.Microseconds(), Targets: targets, Targets6: targets6}
+	if leg != nil {
+		ans.UDP = leg.targets
+	}
 	if err := p.send(ctx, from, m.PipeID, ans); err != nil {
+		leg.close()
 		return err
 	}
-	sc, err := p.run(ctx, m.From, m.PipeID, legs, meet)
+	sc, err := p.run(ctx, m.From, m.PipeID, legs, meet, pairUDP(leg, o.UDP))
 	if err != nil {
 		return err
 	}

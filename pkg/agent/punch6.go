@@ -32,7 +32,7 @@ func (p *punchStrategy) plan(mine, to peeraddr.Address) punchPlan {
 	if m, t, err := p.blocks(mine, to); err != nil {
 		f.why4 = err.Error()
 	} else {
-		d := punch.Plan(punch.ProfileOf(m), punch.ProfileOf(t))
+		d := p.decideLegs(m, t) // TCP and UDP (punchudp.go)
 		f.ok4, f.why4, f.m4, f.t4 = d.OK, d.Reason, m, t
 	}
 	if m, t, ok := blocks6(mine, to); ok {

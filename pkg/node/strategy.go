@@ -72,6 +72,9 @@ type Phase struct {
 	Duration time.Duration `json:"duration_ns"` // how long it ran (0 if skipped)
 	Result   string        `json:"result"`      // ok, failed, skipped, lost, cancelled
 	Err      string        `json:"error,omitempty"`
+	// Transport is the winner's socket type: tcp, or udp (a QUIC stream:
+	// relay, UDP punch).
+	Transport string `json:"transport,omitempty"`
 }
 
 // Report says which strategy won, when, and what every other one did.
@@ -214,6 +217,7 @@ func (n *Node) ConnectWith(ctx context.Context, to peeraddr.Address, o Options) 
 		case r.err == nil && winner == nil:
 			winner = r.sc
 			ph.Result = ResultOK
+			ph.Transport = r.sc.LocalAddr().Network()
 			rep.Winner = name
 			rep.Total = time.Since(begin)
 			if ra := r.sc.RemoteAddr(); ra != nil {

@@ -43,6 +43,10 @@ type Offer struct {
 	// each is the sender's own address and node port. Empty when the
 	// sender does not punch over IPv6.
 	Targets6 []netip.AddrPort `json:"targets6,omitempty"`
+	// UDP are the external endpoints of the sender's UDP punch socket
+	// (udp.go), the same way; absent when the sender does not punch over
+	// UDP (then neither side does). Offers without it parse as before.
+	UDP []netip.AddrPort `json:"udp,omitempty"`
 }
 
 // MeetingTime is At as a time.
@@ -67,7 +71,10 @@ func (o Offer) Validate() error {
 	if len(o.Targets)+len(o.Targets6) == 0 || len(o.Targets) > MaxTargets || len(o.Targets6) > MaxTargets6 {
 		return fmt.Errorf("%w: %d targets and %d IPv6 targets, want 1-%d and 0-%d, at least one in all", ErrBadOffer, len(o.Targets), len(o.Targets6), MaxTargets, MaxTargets6)
 	}
-	for _, t := range o.Targets {
+	if len(o.UDP) > MaxTargets {
+		return fmt.Errorf("%w: %d UDP targets, want at most %d", ErrBadOffer, len(o.UDP), MaxTargets)
+	}
+	for _, t := range append(o.Targets[:len(o.Targets):len(o.Targets)], o.UDP...) {
 		if !t.IsValid() || t.Port() == 0 || !t.Addr().IsGlobalUnicast() {
 			return fmt.Errorf("%w: target %s is not a unicast address and port", ErrBadOffer, t)
 		}
@@ -103,8 +110,10 @@ func ParseOffer(b []byte) (Offer, error) {
 	if err := o.Validate(); err != nil {
 		return Offer{}, err
 	}
-	for i, t := range o.Targets {
-		o.Targets[i] = netip.AddrPortFrom(t.Addr().Unmap(), t.Port())
+	for _, ts := range [][]netip.AddrPort{o.Targets, o.UDP} {
+		for i, t := range ts {
+			ts[i] = netip.AddrPortFrom(t.Addr().Unmap(), t.Port())
+		}
 	}
 	return o, nil
 }

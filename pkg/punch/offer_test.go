@@ -61,11 +61,51 @@ func TestParseOfferRefuses(t *testing.T) {
 		{"no time", `{"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"]}`},
 		{"negative uncertainty", `{"at_us":1,"sent_us":1,"unc_us":-1,"targets":["203.0.113.1:1"]}`},
 		{"huge uncertainty", `{"at_us":1,"sent_us":1,"unc_us":600000000,"targets":["203.0.113.1:1"]}`},
+		{"bad udp target", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"udp":["127.0.0.1:5"]}`},
+		{"udp zero port", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"udp":["203.0.113.1:0"]}`},
+		{"too many udp targets", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"udp":["203.0.113.1:1","203.0.113.1:2","203.0.113.1:3","203.0.113.1:4","203.0.113.1:5","203.0.113.1:6","203.0.113.1:7","203.0.113.1:8","203.0.113.1:9"]}`},
 		{"trailing data", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"]} {}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := ParseOffer([]byte(tt.in)); !errors.Is(err, ErrBadOffer) {
 				t.Fatalf("ParseOffer(%s) = %v, want ErrBadOffer", tt.in, err)
+			}
+		})
+	}
+}
+
+// TestParseOfferUDP: UDP targets round-trip (IPv4-mapped ones unmapped),
+// and an offer of an agent that does not punch over UDP still parses, with
+// none.
+func TestParseOfferUDP(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		in   string
+		udp  []netip.AddrPort
+	}{
+		{"old offer", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"]}`, nil},
+		{"udp targets", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"udp":["203.0.113.1:40000","[::ffff:203.0.113.2]:40001"]}`,
+			[]netip.AddrPort{netip.MustParseAddrPort("203.0.113.1:40000"), netip.MustParseAddrPort("203.0.113.2:40001")}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := ParseOffer([]byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(o.UDP) != len(tt.udp) {
+				t.Fatalf("UDP targets %v, want %v", o.UDP, tt.udp)
+			}
+			for i := range tt.udp {
+				if o.UDP[i] != tt.udp[i] {
+					t.Fatalf("UDP targets %v, want %v", o.UDP, tt.udp)
+				}
+			}
+			b, err := o.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again, err := ParseOffer(b); err != nil || len(again.UDP) != len(tt.udp) {
+				t.Fatalf("re-parse: %+v, %v", again, err)
 			}
 		})
 	}
@@ -101,6 +141,7 @@ func FuzzParseOffer(f *testing.F) {
 	f.Add([]byte(`{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"]}`))
 	f.Add([]byte(`{"answer":true,"at_us":99,"sent_us":98,"unc_us":5,"targets":["[2001:db8::1]:10001"]}`))
 	f.Add([]byte(`{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":["[2001:db8:0:1::10]:10001"]}`))
+	f.Add([]byte(`{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"udp":["203.0.113.1:40000"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := ParseOffer(b)
 		if err != nil {

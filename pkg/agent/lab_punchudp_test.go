@@ -1,0 +1,154 @@
+package agent_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/p2pd-go/p2pd/internal/metricstest"
+	"github.com/p2pd-go/p2pd/pkg/agent"
+	"github.com/p2pd-go/p2pd/pkg/agent/agenttest"
+	"github.com/p2pd-go/p2pd/pkg/clock"
+	"github.com/p2pd-go/p2pd/pkg/natlab"
+	"github.com/p2pd-go/p2pd/pkg/node"
+)
+
+// counterOf is a counter's value by all its labels (0 if absent).
+func counterOf(t *testing.T, la *agenttest.Agent, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := la.Reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// punchTransport is the transport of the report's punch phase.
+func punchTransport(rep node.Report) string {
+	for _, ph := range rep.Phases {
+		if ph.Result == node.ResultOK {
+			return ph.Transport
+		}
+	}
+	return ""
+}
+
+// udpPunchLab starts two agents behind ab and bb (40 ms apart) with the
+// given punch transports, once their clocks have synced.
+func udpPunchLab(t *testing.T, ab, bb natlab.Behaviour, transports []string) (*agenttest.Agent, *agenttest.Agent) {
+	lab := natlab.New(t)
+	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
+	link := natlab.Link{Delay: 10 * time.Millisecond}
+	tune := func(c *agent.Config) { c.PunchTransports = transports }
+	a := agenttest.StartAgentWith(t, lab.AddRouter("ra", ab, link).AddHost("a"), s, tune)
+	b := agenttest.StartAgentWith(t, lab.AddRouter("rb", bb, link).AddHost("b"), s, tune)
+	waitClock(t, a, clock.SourceNTP)
+	waitClock(t, b, clock.SourceNTP)
+	return a, b
+}
+
+// TestLabPunchUDP: with TCP punching off, agents behind NATs that rule out
+// direct and reverse connect by UDP hole punching (a QUIC stream from the
+// punch socket, Noise on it), ECHO both ways, each way twice, and both
+// sides report the UDP transport.
+func TestLabPunchUDP(t *testing.T) {
+	for _, tt := range []struct{ a, b natlab.Behaviour }{
+		{natlab.PortRestrictedCone, natlab.PortRestrictedCone},
+		{natlab.SymmetricSequential, natlab.PortRestrictedCone},
+		{natlab.PortRestrictedCone, natlab.SymmetricSequential},
+	} {
+		t.Run(tt.a.String()+"/"+tt.b.String(), func(t *testing.T) {
+			a, b := udpPunchLab(t, tt.a, tt.b, []string{agent.PunchUDP})
+			for _, dir := range []struct {
+				name     string
+				from, to *agenttest.Agent
+			}{{"a to b", a, b}, {"b to a", b, a}, {"a to b again", a, b}} {
+				t.Run(dir.name, func(t *testing.T) {
+					okFrom := counterOf(t, dir.from, "agent_punch_total", map[string]string{"transport": "udp", "result": "ok"})
+					p := connect(t, dir.from, dir.to, node.KindPunch)
+					if got := punchTransport(p.Report); got != "udp" {
+						t.Errorf("punch phase transport %q, want udp (%+v)", got, p.Report.Phases)
+					}
+					select {
+					case extra := <-dir.to.Inbound:
+						extra.Close()
+						t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
+					case <-time.After(time.Second):
+					}
+					if got := counterOf(t, dir.from, "agent_punch_total", map[string]string{"transport": "udp", "result": "ok"}); got != okFrom+1 {
+						t.Errorf("agent_punch_total{udp,ok} %v, want %v", got, okFrom+1)
+					}
+					if got := counterOf(t, dir.from, "agent_punch_total", map[string]string{"transport": "tcp", "result": "skipped"}); got < 1 {
+						t.Errorf("agent_punch_total{tcp,skipped} = %v with TCP off", got)
+					}
+					metricstest.Lint(t, dir.from.Reg, "agent")
+				})
+			}
+		})
+	}
+}
+
+// TestLabPunchRace: both transports punch at once between port-restricted
+// cones; one pipe survives, the winning leg is counted ok on both sides
+// and the other lost (it was cancelled and closed), and the report names
+// the winner's transport.
+func TestLabPunchRace(t *testing.T) {
+	a, b := udpPunchLab(t, natlab.PortRestrictedCone, natlab.PortRestrictedCone, nil)
+	for _, dir := range []struct {
+		name     string
+		from, to *agenttest.Agent
+	}{{"a to b", a, b}, {"b to a", b, a}} {
+		t.Run(dir.name, func(t *testing.T) {
+			before := map[*agenttest.Agent]map[string]float64{}
+			count := func(la *agenttest.Agent) map[string]float64 {
+				m := map[string]float64{}
+				for _, tr := range []string{"tcp", "udp"} {
+					for _, r := range []string{"ok", "lost", "failed", "skipped"} {
+						m[tr+" "+r] = counterOf(t, la, "agent_punch_total", map[string]string{"transport": tr, "result": r})
+					}
+				}
+				return m
+			}
+			before[dir.from], before[dir.to] = count(dir.from), count(dir.to)
+			p := connect(t, dir.from, dir.to, node.KindPunch)
+			won := punchTransport(p.Report)
+			if won != "tcp" && won != "udp" {
+				t.Fatalf("punch phase transport %q (%+v)", won, p.Report.Phases)
+			}
+			lost := map[string]string{"tcp": "udp", "udp": "tcp"}[won]
+			t.Logf("%s won", won)
+			select {
+			case extra := <-dir.to.Inbound:
+				extra.Close()
+				t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
+			case <-time.After(time.Second):
+			}
+			for _, la := range []*agenttest.Agent{dir.from, dir.to} {
+				d := count(la)
+				if got := d[won+" ok"] - before[la][won+" ok"]; got != 1 {
+					t.Errorf("agent_punch_total{%s,ok} went up by %v, want 1", won, got)
+				}
+				if got := d[lost+" lost"] - before[la][lost+" lost"]; got != 1 {
+					t.Errorf("agent_punch_total{%s,lost} went up by %v, want 1", lost, got)
+				}
+			}
+		})
+	}
+}
