@@ -1,6 +1,8 @@
 package agent_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,16 +54,32 @@ func punchTransport(rep node.Report) string {
 
 // udpPunchLab starts two agents behind ab and bb (40 ms apart) with the
 // given punch transports, once their clocks have synced.
-func udpPunchLab(t *testing.T, ab, bb natlab.Behaviour, transports []string) (*agenttest.Agent, *agenttest.Agent) {
+func udpPunchLab(t *testing.T, ab, bb natlab.Behaviour, transports []string) (*agenttest.Agent, *agenttest.Agent, *natlab.Router, *natlab.Router) {
 	lab := natlab.New(t)
 	s := agenttest.NewStack(t, lab, agenttest.MQTTD)
 	link := natlab.Link{Delay: 10 * time.Millisecond}
 	tune := func(c *agent.Config) { c.PunchTransports = transports }
-	a := agenttest.StartAgentWith(t, lab.AddRouter("ra", ab, link).AddHost("a"), s, tune)
-	b := agenttest.StartAgentWith(t, lab.AddRouter("rb", bb, link).AddHost("b"), s, tune)
+	ra, rb := lab.AddRouter("ra", ab, link), lab.AddRouter("rb", bb, link)
+	a := agenttest.StartAgentWith(t, ra.AddHost("a"), s, tune)
+	b := agenttest.StartAgentWith(t, rb.AddHost("b"), s, tune)
 	waitClock(t, a, clock.SourceNTP)
 	waitClock(t, b, clock.SourceNTP)
-	return a, b
+	return a, b, ra, rb
+}
+
+// dropTCPBetween makes router r drop every TCP segment it forwards to or
+// from peer's WAN address (a firewall that lets only UDP through between
+// the two sites); signalling and STUN go to other hosts and pass.
+func dropTCPBetween(t *testing.T, r, peer *natlab.Router) {
+	t.Helper()
+	w := peer.WANAddr().String()
+	rules := "table ip p2pdtest {\n chain tcpdrop {\n  type filter hook forward priority 0; policy accept;\n" +
+		"  ip daddr " + w + " meta l4proto tcp drop\n  ip saddr " + w + " meta l4proto tcp drop\n }\n}\n"
+	cmd := r.Command(context.Background(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft in %s: %v: %s", r.Name(), err, out)
+	}
 }
 
 // TestLabPunchUDP: with TCP punching off, agents behind NATs that rule out
@@ -75,7 +93,7 @@ func TestLabPunchUDP(t *testing.T) {
 		{natlab.PortRestrictedCone, natlab.SymmetricSequential},
 	} {
 		t.Run(tt.a.String()+"/"+tt.b.String(), func(t *testing.T) {
-			a, b := udpPunchLab(t, tt.a, tt.b, []string{agent.PunchUDP})
+			a, b, _, _ := udpPunchLab(t, tt.a, tt.b, []string{agent.PunchUDP})
 			for _, dir := range []struct {
 				name     string
 				from, to *agenttest.Agent
@@ -106,49 +124,62 @@ func TestLabPunchUDP(t *testing.T) {
 }
 
 // TestLabPunchRace: both transports punch at once between port-restricted
-// cones; one pipe survives, the winning leg is counted ok on both sides
-// and the other lost (it was cancelled and closed), and the report names
-// the winner's transport.
+// cones, each way; one pipe survives, the winning leg is counted ok on
+// both sides and the other lost (it was cancelled and closed), and the
+// report names the winner's transport. With TCP dropped between the two
+// routers UDP must be the winner.
 func TestLabPunchRace(t *testing.T) {
-	a, b := udpPunchLab(t, natlab.PortRestrictedCone, natlab.PortRestrictedCone, nil)
-	for _, dir := range []struct {
-		name     string
-		from, to *agenttest.Agent
-	}{{"a to b", a, b}, {"b to a", b, a}} {
-		t.Run(dir.name, func(t *testing.T) {
-			before := map[*agenttest.Agent]map[string]float64{}
-			count := func(la *agenttest.Agent) map[string]float64 {
-				m := map[string]float64{}
-				for _, tr := range []string{"tcp", "udp"} {
-					for _, r := range []string{"ok", "lost", "failed", "skipped"} {
-						m[tr+" "+r] = counterOf(t, la, "agent_punch_total", map[string]string{"transport": tr, "result": r})
-					}
-				}
-				return m
+	for _, tt := range []struct {
+		name    string
+		dropTCP bool
+		want    string // the winning transport; "" either
+	}{{"both open", false, ""}, {"tcp dropped between the sites", true, "udp"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b, ra, rb := udpPunchLab(t, natlab.PortRestrictedCone, natlab.PortRestrictedCone, nil)
+			if tt.dropTCP {
+				dropTCPBetween(t, ra, rb)
 			}
-			before[dir.from], before[dir.to] = count(dir.from), count(dir.to)
-			p := connect(t, dir.from, dir.to, node.KindPunch)
-			won := punchTransport(p.Report)
-			if won != "tcp" && won != "udp" {
-				t.Fatalf("punch phase transport %q (%+v)", won, p.Report.Phases)
-			}
-			lost := map[string]string{"tcp": "udp", "udp": "tcp"}[won]
-			t.Logf("%s won", won)
-			select {
-			case extra := <-dir.to.Inbound:
-				extra.Close()
-				t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
-			case <-time.After(time.Second):
-			}
-			for _, la := range []*agenttest.Agent{dir.from, dir.to} {
-				d := count(la)
-				if got := d[won+" ok"] - before[la][won+" ok"]; got != 1 {
-					t.Errorf("agent_punch_total{%s,ok} went up by %v, want 1", won, got)
-				}
-				if got := d[lost+" lost"] - before[la][lost+" lost"]; got != 1 {
-					t.Errorf("agent_punch_total{%s,lost} went up by %v, want 1", lost, got)
-				}
+			for _, dir := range []struct {
+				name     string
+				from, to *agenttest.Agent
+			}{{"a to b", a, b}, {"b to a", b, a}} {
+				t.Run(dir.name, func(t *testing.T) { raceOnce(t, dir.from, dir.to, tt.want) })
 			}
 		})
+	}
+}
+
+func raceOnce(t *testing.T, from, to *agenttest.Agent, want string) {
+	count := func(la *agenttest.Agent) map[string]float64 {
+		m := map[string]float64{}
+		for _, tr := range []string{"tcp", "udp"} {
+			for _, r := range []string{"ok", "lost", "failed", "skipped"} {
+				m[tr+" "+r] = counterOf(t, la, "agent_punch_total", map[string]string{"transport": tr, "result": r})
+			}
+		}
+		return m
+	}
+	before := map[*agenttest.Agent]map[string]float64{from: count(from), to: count(to)}
+	p := connect(t, from, to, node.KindPunch)
+	won := punchTransport(p.Report)
+	if won != "tcp" && won != "udp" || want != "" && won != want {
+		t.Fatalf("punch phase transport %q, want %q (%+v)", won, want, p.Report.Phases)
+	}
+	lost := map[string]string{"tcp": "udp", "udp": "tcp"}[won]
+	t.Logf("%s won", won)
+	select {
+	case extra := <-to.Inbound:
+		extra.Close()
+		t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
+	case <-time.After(time.Second):
+	}
+	for _, la := range []*agenttest.Agent{from, to} {
+		d := count(la)
+		if got := d[won+" ok"] - before[la][won+" ok"]; got != 1 {
+			t.Errorf("agent_punch_total{%s,ok} went up by %v, want 1", won, got)
+		}
+		if got := d[lost+" lost"] - before[la][lost+" lost"]; got != 1 {
+			t.Errorf("agent_punch_total{%s,lost} went up by %v, want 1", lost, got)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/p2pd-go/p2pd/pkg/nat"
 )
 
 func loopbackSocket(t *testing.T) *UDPSocket {
@@ -99,6 +101,37 @@ func TestRunUDPNoPeer(t *testing.T) {
 				Initiator: true, At: time.Now(), Window: 300 * time.Millisecond}, func(c net.Conn) bool { return true })
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("RunUDP = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestPlanUDP: UDP follows Plan except where a side's UDP is blocked.
+func TestPlanUDP(t *testing.T) {
+	var (
+		port    = Profile{Type: nat.RestrictPortNAT, Delta: nat.Delta{Type: nat.DeltaEqual}}
+		symSeq  = Profile{Type: nat.SymmetricNAT, Delta: nat.Delta{Type: nat.DeltaIndependent, Value: 1}}
+		symRand = Profile{Type: nat.SymmetricNAT, Delta: nat.Delta{Type: nat.DeltaRandom}}
+		blocked = Profile{Type: nat.BlockedNAT}
+	)
+	for _, tt := range []struct {
+		name       string
+		mine, peer Profile
+		ok         bool
+	}{
+		{"port-restricted both", port, port, true},
+		{"symmetric sequential to port-restricted", symSeq, port, true},
+		{"symmetric random to port-restricted", symRand, port, false},
+		{"udp-blocked to port-restricted", blocked, port, false},
+		{"port-restricted to udp-blocked", port, blocked, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := PlanUDP(tt.mine, tt.peer)
+			if d.OK != tt.ok || d.Reason == "" {
+				t.Fatalf("PlanUDP(%v, %v) = %+v, want ok=%v with a reason", tt.mine, tt.peer, d, tt.ok)
+			}
+			if r := PlanUDP(tt.peer, tt.mine); r.OK != d.OK {
+				t.Fatalf("PlanUDP is not symmetric: %+v one way, %+v the other", d, r)
 			}
 		})
 	}
