@@ -26,6 +26,7 @@ import (
 // each other from the node port (pkg/punch). The lower node id runs the
 // Noise initiator on what opens; the other side serves it through the node,
 // which hands the pipe over by its pipe id; so exactly one pipe survives.
+// A UDP leg races the TCP one (punchudp.go).
 
 const (
 	// punchPredictions is how many predicted ports a sequential NAT's side

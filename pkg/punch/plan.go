@@ -1,9 +1,10 @@
-// Package punch is TCP hole punching: when it can work for a pair of NATs
-// (Plan), when both peers dial (a meeting time on corrected clocks, MeetAt),
-// what they tell each other over signalling (Offer), and the dial loop that
-// opens a connection through both NATs from the punch port (Run). It knows
-// nothing of nodes or pipes: pkg/agent runs the Noise handshake over what
-// Run opens.
+// Package punch is TCP and UDP hole punching: when it can work for a pair
+// of NATs (Plan, PlanUDP), when both peers act (a meeting time on corrected
+// clocks, MeetAt), what they tell each other over signalling (Offer), the
+// dial loop that opens a TCP connection through both NATs from the punch
+// port (Run), and the UDP punch that opens a QUIC stream from a punch
+// socket (RunUDP). It knows nothing of nodes or pipes: pkg/agent runs the
+// Noise handshake over what Run and RunUDP open.
 package punch
 
 import (

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/p2pd-go/p2pd/pkg/nat"
+	"github.com/p2pd-go/p2pd/pkg/stun"
 )
 
 func loopbackSocket(t *testing.T) *UDPSocket {
@@ -134,5 +136,51 @@ func TestPlanUDP(t *testing.T) {
 				t.Fatalf("PlanUDP is not symmetric: %+v one way, %+v the other", d, r)
 			}
 		})
+	}
+}
+
+// TestUDPSocketMapping: the mapping comes by STUN from the punch socket
+// itself (on loopback: its own address), and the socket punches afterwards
+// (the STUN reader let go of it).
+func TestUDPSocketMapping(t *testing.T) {
+	var srv *stun.Server
+	var err error
+	for range 50 {
+		p := uint16(20000 + rand.IntN(12000))
+		srv, err = stun.Listen(stun.ServerConfig{Primary4: netip.MustParseAddr("127.0.0.1"), Port: p, AltPort: p + 1, NoTCP: true, Sockets: 1})
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, b := loopbackSocket(t), loopbackSocket(t)
+	var mapped []netip.AddrPort
+	for _, s := range []*UDPSocket{a, b} {
+		m, err := s.Mapping(ctx, srv.UDPAddrs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m != s.LocalAddr() {
+			t.Fatalf("mapping %s, want the socket's %s", m, s.LocalAddr())
+		}
+		mapped = append(mapped, m)
+	}
+	at := time.Now().Add(20 * time.Millisecond)
+	errs := make(chan error, 1)
+	go func() {
+		_, err := RunUDP(ctx, UDPConfig{Socket: b, PipeID: "m", Targets: mapped[:1], At: at}, func(c net.Conn) bool { c.Close(); return true })
+		errs <- err
+	}()
+	if _, err := RunUDP(ctx, UDPConfig{Socket: a, PipeID: "m", Targets: mapped[1:], Initiator: true, At: at},
+		func(c net.Conn) bool { c.Close(); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
 	}
 }
