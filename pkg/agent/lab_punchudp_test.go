@@ -91,6 +91,8 @@ func TestLabPunchUDP(t *testing.T) {
 		{natlab.PortRestrictedCone, natlab.PortRestrictedCone},
 		{natlab.SymmetricSequential, natlab.PortRestrictedCone},
 		{natlab.PortRestrictedCone, natlab.SymmetricSequential},
+		{natlab.SymmetricSequential, natlab.SymmetricSequential},
+		{natlab.RestrictedCone, natlab.Symmetric},
 	} {
 		t.Run(tt.a.String()+"/"+tt.b.String(), func(t *testing.T) {
 			a, b, _, _ := udpPunchLab(t, tt.a, tt.b, []string{agent.PunchUDP})
