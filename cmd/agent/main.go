@@ -51,7 +51,7 @@ func main() {
 type options struct {
 	api, admin, stun, brokers, brokerUser, brokerPassFile string
 	brokerCA                                              string
-	stateDir, interfaces, ntp                             string
+	stateDir, interfaces, ntp, punch                      string
 	port                                                  int
 	noPortMap, noNATProfile, noMigrate                    bool
 	apiToken, allowNullOrigin                             bool
@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&o.noPortMap, "no-portmap", false, "do not ask the gateway (NAT-PMP/PCP, UPnP) to forward the node port")
 	fs.BoolVar(&o.noMigrate, "no-migrate", false, "keep pipes the relay won on the relay (by default they move to a punched or direct path when one opens, keeping the relay as standby)")
 	fs.BoolVar(&o.noNATProfile, "no-nat-profile", false, "skip NAT detection and assume a port-restricted cone NAT")
+	fs.StringVar(&o.punch, "punch", "tcp,udp", "transports the hole punch races (tcp, udp; comma-separated); tcp alone for peers whose agents predate UDP punching")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 15*time.Second, "how long start-up may take (interfaces, STUN, brokers)")
 	o.turn.addFlags(fs)
 	logFlags := logx.AddFlags(fs)
@@ -173,6 +174,15 @@ func (o options) agentConfig(ctx context.Context) (agent.Config, error) {
 		Migrate: agent.MigrateConfig{Off: o.noMigrate}}
 	if o.port < 1 || o.port > 65535 {
 		return cfg, fmt.Errorf("--port: port %d out of range 1-65535", o.port)
+	}
+	cfg.PunchTransports = splitList(o.punch)
+	for _, t := range cfg.PunchTransports {
+		if t != agent.PunchTCP && t != agent.PunchUDP {
+			return cfg, fmt.Errorf("--punch: %q is not tcp or udp", t)
+		}
+	}
+	if len(cfg.PunchTransports) == 0 {
+		return cfg, errors.New("--punch: name tcp, udp or both")
 	}
 	var err error
 	if cfg.STUNServers, err = stunServers(ctx, splitList(o.stun)); err != nil {

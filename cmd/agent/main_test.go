@@ -18,7 +18,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, f := range []string{"--api", "--admin", "--port", "--stun", "--brokers", "--broker-username", "--broker-password-file",
 		"--state-dir", "--interfaces", "--ntp", "--no-portmap", "--no-migrate", "--no-nat-profile", "--start-timeout", "AGENT_STUN", "agent help",
-		"--api-token", "--api-allow-null-origin", "--broker-ca", "--version"} {
+		"--api-token", "--api-allow-null-origin", "--broker-ca", "--version", "--punch"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("--help lacks %s", f)
 		}
@@ -44,6 +44,8 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--stun", "no-such-host.invalid:3478"}, `--stun "no-such-host.invalid:3478"`},
 		{[]string{"--stun", "localhost:99999"}, "bad port"},
 		{[]string{"--ntp", "[::1"}, "clock: server"},
+		{[]string{"--punch", "sctp"}, `--punch: "sctp" is not tcp or udp`},
+		{[]string{"--punch", ""}, "--punch: name tcp, udp or both"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
