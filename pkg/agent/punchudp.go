@@ -96,6 +96,8 @@ func (p *punchStrategy) decideLegs(m, t peeraddr.Block) punch.Decision {
 		udp = punch.Decision{Reason: "UDP punching is off"}
 	}
 	switch {
+	case tcp.OK && udp.OK && punch.UDPAlone(mp, tp):
+		return punch.Decision{OK: true, Reason: udp.Reason + "; UDP alone (a symmetric NAT's port sequence cannot serve two legs' predictions; TCP if UDP gets no mapping)"}
 	case tcp.OK && udp.OK:
 		return punch.Decision{OK: true, Reason: tcp.Reason + "; TCP and UDP race"}
 	case tcp.OK:
@@ -115,6 +117,7 @@ type udpLeg struct {
 	sock        *punch.UDPSocket
 	targets     []netip.AddrPort
 	peerAnyPort bool // the peer's NAT picks unpredictable ports
+	alone       bool // no IPv4 TCP leg beside it (punch.UDPAlone)
 }
 
 func (l *udpLeg) close() {
@@ -140,6 +143,7 @@ func (p *punchStrategy) prepareUDP(ctx context.Context, mine, peer peeraddr.Bloc
 	}
 	local := s.LocalAddr()
 	anyPort := !punch.ProfileOf(peer).Predictable()
+	alone := punch.UDPAlone(punch.ProfileOf(mine), punch.ProfileOf(peer))
 	if mine.Ext == peer.Ext {
 		return &udpLeg{sock: s, targets: []netip.AddrPort{local}}, ""
 	}
@@ -162,7 +166,7 @@ func (p *punchStrategy) prepareUDP(ctx context.Context, mine, peer peeraddr.Bloc
 			}
 		}
 	}
-	return &udpLeg{sock: s, targets: targets, peerAnyPort: anyPort}, ""
+	return &udpLeg{sock: s, targets: targets, peerAnyPort: anyPort, alone: alone}, ""
 }
 
 // udpRun is the UDP leg of one punch: our socket and the peer's endpoints.
@@ -171,6 +175,9 @@ type udpRun struct {
 	targets []netip.AddrPort
 	anyPort bool // the peer's NAT picks unpredictable ports
 }
+
+// alone says the TCP leg must not run beside this one.
+func (u *udpRun) alone() bool { return u != nil && u.leg.alone }
 
 // pairUDP joins our leg and the peer's UDP targets; without either there
 // is no UDP leg (ours is closed).
@@ -203,6 +210,18 @@ func (p *punchStrategy) race(ctx context.Context, peer [identity.KeySize]byte, p
 	tcp := p.wants(PunchTCP)
 	if !tcp {
 		legs = nil
+	}
+	if udp.alone() {
+		// A symmetric IPv4 NAT: UDP goes alone over IPv4 (an IPv6 leg
+		// shares no NAT with it). Both sides know both profiles and
+		// whether both offered UDP, so they agree on it.
+		var v6 []punchLeg
+		for _, l := range legs {
+			if l.local.Addr().Is6() {
+				v6 = append(v6, l)
+			}
+		}
+		legs = v6
 	}
 	if !tcp && udp == nil {
 		return nil, fmt.Errorf("no UDP punch (the peer offered none or our socket has no mapping) and TCP punching is off")

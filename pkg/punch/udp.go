@@ -424,3 +424,14 @@ func PlanUDP(mine, peer Profile) Decision {
 	}
 	return Plan(mine, peer)
 }
+
+// UDPAlone reports whether a pair that can punch over UDP must not race
+// TCP at the same time: a symmetric NAT on either side gives every new
+// flow the next port of one sequence (the lab's sequential NAT shares it
+// between TCP and UDP, and so do many real ones), so each leg's first
+// packets would take ports the other leg's predictions counted on, and
+// re-dialled SYNs after a RST burn more. UDP goes alone there: no RSTs,
+// and the profile it predicts from was measured over UDP.
+func UDPAlone(mine, peer Profile) bool {
+	return mine.Type == nat.SymmetricNAT || peer.Type == nat.SymmetricNAT
+}

@@ -108,7 +108,8 @@ func TestRunUDPNoPeer(t *testing.T) {
 	}
 }
 
-// TestPlanUDP: UDP follows Plan except where a side's UDP is blocked.
+// TestPlanUDP: UDP follows Plan except where a side's UDP is blocked;
+// with a symmetric side it goes alone.
 func TestPlanUDP(t *testing.T) {
 	var (
 		port    = Profile{Type: nat.RestrictPortNAT, Delta: nat.Delta{Type: nat.DeltaEqual}}
@@ -119,13 +120,13 @@ func TestPlanUDP(t *testing.T) {
 	for _, tt := range []struct {
 		name       string
 		mine, peer Profile
-		ok         bool
+		ok, alone  bool
 	}{
-		{"port-restricted both", port, port, true},
-		{"symmetric sequential to port-restricted", symSeq, port, true},
-		{"symmetric random to port-restricted", symRand, port, false},
-		{"udp-blocked to port-restricted", blocked, port, false},
-		{"port-restricted to udp-blocked", port, blocked, false},
+		{"port-restricted both", port, port, true, false},
+		{"symmetric sequential to port-restricted", symSeq, port, true, true},
+		{"symmetric random to port-restricted", symRand, port, false, true},
+		{"udp-blocked to port-restricted", blocked, port, false, false},
+		{"port-restricted to udp-blocked", port, blocked, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			d := PlanUDP(tt.mine, tt.peer)
@@ -134,6 +135,9 @@ func TestPlanUDP(t *testing.T) {
 			}
 			if r := PlanUDP(tt.peer, tt.mine); r.OK != d.OK {
 				t.Fatalf("PlanUDP is not symmetric: %+v one way, %+v the other", d, r)
+			}
+			if UDPAlone(tt.mine, tt.peer) != UDPAlone(tt.peer, tt.mine) || UDPAlone(tt.mine, tt.peer) != tt.alone {
+				t.Fatalf("UDPAlone(%v, %v) = %v, want %v both ways", tt.mine, tt.peer, UDPAlone(tt.mine, tt.peer), tt.alone)
 			}
 		})
 	}
