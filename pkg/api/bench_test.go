@@ -85,24 +85,35 @@ func BenchmarkPipeThroughput(b *testing.B) {
 			return pipeWriter{p}, pr, func() { p.Close(); pw.Close() }
 		})
 	})
-	b.Run("p2p-pipe", func(b *testing.B) {
-		benchStream(b, func() (io.Writer, io.Reader, func()) {
-			acc := rawRequest(b, bAPI, "/p2p/accept/timeout/30")
-			if m := must(do(b, aAPI, call{path: "/p2p/open/bench/" + escape(bb.Addr(b))})); m["error"] != 0.0 {
-				b.Fatalf("open: %v", m)
-			}
-			br := bufio.NewReader(acc)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.Header.Get("X-P2pd-Name") == "" {
-				b.Fatalf("accept: %v", err)
-			}
-			src := rawRequest(b, aAPI, "/p2p/pipe/bench")
-			return src, resp.Body, func() {
-				src.Close()
-				acc.Close()
-				do(b, aAPI, call{path: "/p2p/close/bench"})
-			}
-		})
+	b.Run("p2p-pipe", func(b *testing.B) { benchAPIPipe(b, a, bb, aAPI, bAPI) })
+	// Both agents on one host (different node ports): the pipe between them
+	// crosses that host's loopback, as between two agents on one machine.
+	l1 := agenttest.StartAgentWith(b, ha, st, func(c *agent.Config) { c.Port = 10011 })
+	l2 := agenttest.StartAgentWith(b, ha, st, func(c *agent.Config) { c.Port = 10012 })
+	_, l1API := apiFor(b, l1)
+	_, l2API := apiFor(b, l2)
+	b.Run("p2p-pipe-one-host", func(b *testing.B) { benchAPIPipe(b, l1, l2, l1API, l2API) })
+}
+
+// benchAPIPipe streams through /p2p/pipe: client -> a's API -> pipe -> bb's
+// API (an accepted connection) -> client.
+func benchAPIPipe(b *testing.B, a, bb *agenttest.Agent, aAPI, bAPI string) {
+	benchStream(b, func() (io.Writer, io.Reader, func()) {
+		acc := rawRequest(b, bAPI, "/p2p/accept/timeout/30")
+		if m := must(do(b, aAPI, call{path: "/p2p/open/bench/" + escape(bb.Addr(b))})); m["error"] != 0.0 {
+			b.Fatalf("open: %v", m)
+		}
+		br := bufio.NewReader(acc)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.Header.Get("X-P2pd-Name") == "" {
+			b.Fatalf("accept: %v", err)
+		}
+		src := rawRequest(b, aAPI, "/p2p/pipe/bench")
+		return src, resp.Body, func() {
+			src.Close()
+			acc.Close()
+			do(b, aAPI, call{path: "/p2p/close/bench"})
+		}
 	})
 }
 
