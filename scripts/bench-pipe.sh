@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Throughput through the agent's /p2p/pipe against raw TCP, same run:
-# BenchmarkPipeThroughput (pkg/api) measures four streams of 64 KiB writes
+# BenchmarkPipeThroughput (pkg/api) measures five streams of 64 KiB writes
 # one after another in each round (raw loopback TCP, raw TCP between two lab
-# hosts, the encrypted pipe used as a library, and /p2p/pipe between two
-# agents: client -> agent A's API -> Noise pipe -> agent B's API -> client),
-# ROUNDS rounds of BENCHTIME each; medians and ratios to raw loopback TCP.
+# hosts, the encrypted pipe used as a library, /p2p/pipe between two agents
+# on two lab hosts: client -> agent A's API -> Noise pipe -> agent B's API
+# -> client, and the same between two agents on one host), ROUNDS rounds of BENCHTIME
+# each; medians and ratios to raw loopback TCP, and the CPU time the process
+# spent per byte moved (cpu-ns/B: it does not depend on how busy the machine
+# is, as MB/s does).
 # Needs root (the agents run in NAT-lab namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,20 +21,23 @@ for r in $(seq "$ROUNDS"); do
   (cd pkg/api && "$tmp/api.test" -test.run '^$' -test.bench '^BenchmarkPipeThroughput$' \
     -test.benchtime "$BENCHTIME") | awk -v r="$r" '/MB\/s/ {
       name=$1; sub(/^BenchmarkPipeThroughput\//, "", name); sub(/-[0-9]+$/, "", name)
-      for (i = 1; i <= NF; i++) if ($i == "MB/s") print r, name, $(i-1) }' >>"$tmp/rounds"
+      mb = cpu = "-"
+      for (i = 1; i <= NF; i++) { if ($i == "MB/s") mb = $(i-1); if ($i == "cpu-ns/B") cpu = $(i-1) }
+      print r, name, mb, cpu }' >>"$tmp/rounds"
 done
 echo "== /p2p/pipe throughput, $ROUNDS rounds of $BENCHTIME (MB/s)"
 awk '
-  { v[$2] = v[$2] " " $3; n[$2]++; order[$2] = order[$2] ? order[$2] : ++k; name[k] = $2 }
+  function median(list,   a, c, x, y, t) {
+    c = split(substr(list, 2), a, " ")
+    for (x = 1; x <= c; x++) for (y = x + 1; y <= c; y++) if (a[y] + 0 < a[x] + 0) { t = a[x]; a[x] = a[y]; a[y] = t }
+    return (c % 2) ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
+  }
+  { if (!($2 in v)) name[++k] = $2; v[$2] = v[$2] " " $3; cpu[$2] = cpu[$2] " " $4 }
   END {
-    for (i = 1; i <= k; i++) {
-      s = name[i]; c = split(substr(v[s], 2), a, " ")
-      for (x = 1; x <= c; x++) for (y = x + 1; y <= c; y++) if (a[y] + 0 < a[x] + 0) { t = a[x]; a[x] = a[y]; a[y] = t }
-      med[s] = (c % 2) ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
-    }
-    printf "| stream | MB/s (median) | ratio to raw loopback TCP | MB/s per round |\n|---|---:|---:|---|\n"
+    for (i = 1; i <= k; i++) { s = name[i]; med[s] = median(v[s]); mcpu[s] = median(cpu[s]) }
+    printf "| stream | MB/s (median) | ratio to raw loopback TCP | CPU ns per byte (median) | MB/s per round |\n|---|---:|---:|---:|---|\n"
     for (i = 1; i <= k; i++) {
       s = name[i]
-      printf "| %s | %.0f | %.2fx | %s |\n", s, med[s], med[s] / med["raw-loopback-tcp"], substr(v[s], 2)
+      printf "| %s | %.0f | %.2fx | %.2f | %s |\n", s, med[s], med[s] / med["raw-loopback-tcp"], mcpu[s], substr(v[s], 2)
     }
   }' "$tmp/rounds"

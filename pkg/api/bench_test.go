@@ -159,13 +159,15 @@ func acceptOne(b *testing.B, ln net.Listener) <-chan net.Conn {
 }
 
 // benchStream writes b.N chunks into the writer and reads them all from
-// the reader; setup makes a fresh stream per run.
+// the reader; setup makes a fresh stream per run. Besides MB/s it reports
+// the process's CPU time per byte moved (cpu-ns/B).
 func benchStream(b *testing.B, setup func() (io.Writer, io.Reader, func())) {
 	w, r, done := setup()
 	defer done()
 	b.SetBytes(benchChunk)
 	buf := make([]byte, benchChunk)
 	read := make(chan error, 1)
+	cpu0 := processCPU()
 	b.ResetTimer()
 	go func() {
 		_, err := io.CopyN(io.Discard, r, int64(b.N)*benchChunk)
@@ -178,5 +180,11 @@ func benchStream(b *testing.B, setup func() (io.Writer, io.Reader, func())) {
 	}
 	if err := <-read; err != nil {
 		b.Fatal(err)
+	}
+	b.StopTimer()
+	// CPU per byte does not depend on how busy the machine is, as MB/s
+	// does: it says what each path costs.
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(int64(b.N)*benchChunk), "cpu-ns/B")
 	}
 }
