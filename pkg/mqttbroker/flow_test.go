@@ -2,6 +2,7 @@ package mqttbroker
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -61,4 +62,99 @@ func FuzzFlowConnWrite(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFlowConnSocketWrite writes through a real TCP socket, so the writes
+// go out from the caller while the socket takes them and from the writer
+// goroutine once its buffer is full: the peer must read every byte, in
+// order, whether it reads along or only after everything was written.
+func TestFlowConnSocketWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		stalled bool // the peer reads only after the last Write
+		size    int  // payload bytes per QoS 0 PUBLISH
+		count   int
+	}{
+		{"reader keeps up", false, 64, 2000},
+		{"reader stalls", true, 1000, 16000}, // more than loopback buffers hold
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			peer, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			conn, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lim := &flowLimits{window: 16, maxQueued: 1 << 16, maxBytes: 1 << 30}
+			fc := newFlowConn(conn, lim)
+			if !fc.raw.ok() {
+				t.Skip("no non-blocking socket writes on this platform")
+			}
+			defer fc.Close()
+
+			var want bytes.Buffer
+			for i := range tc.count {
+				body := append([]byte{0x00, 0x01, 't'}, bytes.Repeat([]byte{byte(i)}, tc.size)...)
+				pkt := append([]byte{0x30}, varint(len(body))...)
+				want.Write(append(pkt, body...))
+			}
+			got := make(chan []byte, 1)
+			read := func() {
+				b := make([]byte, want.Len())
+				_, err := io.ReadFull(peer, b)
+				if err != nil {
+					t.Error(err)
+				}
+				got <- b
+			}
+			if !tc.stalled {
+				go read()
+			}
+			// Whole packets, several per Write and split across Writes, as
+			// mochi's buffered writes may hand them over.
+			all := want.Bytes()
+			for i := 0; i < len(all); i += 700 {
+				if _, err := fc.Write(all[i:min(i+700, len(all))]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.stalled {
+				fc.mu.Lock()
+				writing := fc.writing
+				fc.mu.Unlock()
+				if !writing {
+					t.Fatal("the socket took everything unread: the writer goroutine was not needed")
+				}
+				go read()
+			}
+			if b := <-got; !bytes.Equal(b, all) {
+				t.Fatal("peer read other bytes than were written")
+			}
+			fc.waitFlushed()
+		})
+	}
+}
+
+// varint is MQTT's remaining-length encoding.
+func varint(n int) []byte {
+	var b []byte
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			return b
+		}
+	}
 }

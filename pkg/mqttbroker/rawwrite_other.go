@@ -1,0 +1,14 @@
+//go:build !unix
+
+package mqttbroker
+
+import "net"
+
+// rawWriter is the writer goroutine only on this platform.
+type rawWriter struct{}
+
+func newRawWriter(net.Conn) rawWriter { return rawWriter{} }
+
+func (rawWriter) ok() bool { return false }
+
+func (rawWriter) writeNow([][]byte) (int, error) { return 0, nil }
