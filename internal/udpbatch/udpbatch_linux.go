@@ -1,0 +1,204 @@
+package udpbatch
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mmsghdr is struct mmsghdr: a msghdr and the byte count the kernel fills
+// in (Go pads it to the C layout on every architecture).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+// half is the state of one direction: its headers, vectors and addresses.
+type half struct {
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6 // big enough for either family
+}
+
+func newHalf(n int) half {
+	h := half{hdrs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrInet6, n)}
+	for i := range h.hdrs {
+		h.hdrs[i].hdr.Iov = &h.iovs[i]
+		h.hdrs[i].hdr.SetIovlen(1)
+		h.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&h.names[i]))
+	}
+	return h
+}
+
+type sys struct {
+	rc   syscall.RawConn
+	err  error // the socket could not be used raw: every call fails with it
+	v6   bool  // an AF_INET6 socket (IPv4 peers are v4-mapped)
+	r, w half
+	// The functions rc.Read and rc.Write call, made once (a closure made
+	// per call escapes to the heap), with their arguments and results.
+	recv, send     func(fd uintptr) bool
+	rwant, rgot    int
+	wwant, wgot    int
+	rerrno, werrno syscall.Errno
+}
+
+func (s *sys) init(c *net.UDPConn, batch int) {
+	s.r, s.w = newHalf(batch), newHalf(batch)
+	s.recv = func(fd uintptr) bool {
+		s.rgot, s.rerrno = 0, 0
+		return mmsg(unix.SYS_RECVMMSG, fd, s.r.hdrs, s.rwant, &s.rgot, &s.rerrno)
+	}
+	s.send = func(fd uintptr) bool {
+		s.wgot, s.werrno = 0, 0
+		return mmsg(unix.SYS_SENDMMSG, fd, s.w.hdrs, s.wwant, &s.wgot, &s.werrno)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		s.err = fmt.Errorf("udpbatch: %w", err)
+		return
+	}
+	s.rc = rc
+	var sa unix.Sockaddr
+	cerr := rc.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) })
+	if err = errors.Join(cerr, err); err != nil {
+		s.err = fmt.Errorf("udpbatch: getsockname: %w", err)
+		return
+	}
+	_, s.v6 = sa.(*unix.SockaddrInet6)
+}
+
+// Read waits for at least one datagram and reads up to len(ms) (at most
+// the batch size) into ms[i].Buf, filling N and Addr.
+func (b *Conn) Read(ms []Msg) (int, error) {
+	s := &b.sys
+	if s.err != nil {
+		return 0, s.err
+	}
+	n := min(len(ms), len(s.r.hdrs))
+	if n == 0 {
+		return 0, nil
+	}
+	for i := range n {
+		s.r.iovs[i].Base = unsafe.SliceData(ms[i].Buf)
+		s.r.iovs[i].SetLen(len(ms[i].Buf))
+		s.r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		s.r.hdrs[i].hdr.Flags = 0
+	}
+	s.rwant = n
+	err := s.rc.Read(s.recv)
+	if err == nil && s.rerrno != 0 {
+		err = s.rerrno
+	}
+	if err != nil {
+		return 0, wrap("read", err)
+	}
+	got := s.rgot
+	for i := range got {
+		ms[i].N = int(s.r.hdrs[i].n)
+		ms[i].Addr = sockaddr(&s.r.names[i], s.r.hdrs[i].hdr.Namelen)
+	}
+	return got, nil
+}
+
+// mmsg makes one recvmmsg or sendmmsg of n headers, again when
+// interrupted. It reports false (wait for the socket, then call again) when
+// the socket has nothing to read or no room.
+func mmsg(trap, fd uintptr, hdrs []mmsghdr, n int, got *int, errno *syscall.Errno) bool {
+	for {
+		r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(n), 0, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		case 0:
+			*got = int(r)
+		default:
+			*errno = e
+		}
+		return true
+	}
+}
+
+// Write sends ms (at most the batch size per call) and returns how many the
+// kernel took. An error is about ms[n], the first one not sent: the caller
+// may skip it and write the rest.
+func (b *Conn) Write(ms []Msg) (int, error) {
+	s := &b.sys
+	if s.err != nil {
+		return 0, s.err
+	}
+	n := min(len(ms), len(s.w.hdrs))
+	if n == 0 {
+		return 0, nil
+	}
+	for i := range n {
+		s.w.iovs[i].Base = unsafe.SliceData(ms[i].Buf)
+		s.w.iovs[i].SetLen(len(ms[i].Buf))
+		s.w.hdrs[i].hdr.Namelen = s.putSockaddr(&s.w.names[i], ms[i].Addr)
+	}
+	s.wwant = n
+	err := s.rc.Write(s.send)
+	clear(s.w.iovs[:n])
+	if err == nil && s.werrno != 0 {
+		err = s.werrno
+	}
+	if err != nil {
+		return 0, wrap("write", err)
+	}
+	return s.wgot, nil
+}
+
+func wrap(op string, err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("udpbatch: %s: %w", op, net.ErrClosed)
+	}
+	return fmt.Errorf("udpbatch: %s: %w", op, err)
+}
+
+// sockaddr decodes what recvmmsg wrote into sa.
+func sockaddr(sa *unix.RawSockaddrInet6, n uint32) netip.AddrPort {
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+	switch {
+	case sa.Family == unix.AF_INET && n >= unix.SizeofSockaddrInet4:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
+	case sa.Family == unix.AF_INET6 && n >= unix.SizeofSockaddrInet6:
+		a := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			a = a.WithZone(strconv.FormatUint(uint64(sa.Scope_id), 10))
+		}
+		return netip.AddrPortFrom(a, port)
+	}
+	return netip.AddrPort{}
+}
+
+// putSockaddr encodes ap for this socket's family and returns its length.
+func (s *sys) putSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort) uint32 {
+	a := ap.Addr()
+	port := (*[2]byte)(unsafe.Pointer(&sa.Port))[:]
+	if !s.v6 {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Unmap().As4()}
+		binary.BigEndian.PutUint16(port, ap.Port())
+		return unix.SizeofSockaddrInet4
+	}
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+	if z := a.Zone(); z != "" {
+		if id, err := strconv.ParseUint(z, 10, 32); err == nil {
+			sa.Scope_id = uint32(id)
+		} else if ifi, err := net.InterfaceByName(z); err == nil {
+			sa.Scope_id = uint32(ifi.Index)
+		}
+	}
+	binary.BigEndian.PutUint16(port, ap.Port())
+	return unix.SizeofSockaddrInet6
+}
