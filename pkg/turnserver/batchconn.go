@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/ipv4"
+	"github.com/p2pd-go/p2pd/internal/udpbatch"
 )
 
 // Batched UDP I/O for pion. pion reads each socket in its own goroutine
@@ -24,12 +25,20 @@ import (
 // makes comes from one of those reader goroutines, so a datagram waits at
 // most for the rest of the batch it answers; a timer flushes anything else
 // within flushAfter.
+//
+// Reads and writes go through internal/udpbatch, which allocates nothing per
+// datagram; pion wants a net.Addr per datagram read, so each batchConn keeps
+// the *net.UDPAddr of the senders it has seen (a relay socket has one peer
+// or a few, a listening socket one per client; the cache is emptied when it
+// reaches addrCacheMax) instead of making one per datagram.
 
 const (
 	listenBatch = 32   // datagrams per system call on a listening socket
 	relayBatch  = 16   // and on a relay socket (buffers are allocated once traffic comes)
 	batchMTU    = 1600 // largest datagram queued; pion reads at most this much too
 	flushAfter  = 2 * time.Millisecond
+
+	addrCacheMax = 4096
 )
 
 // batchGroup is the set of batchConns whose queued writes a reader flushes
@@ -37,6 +46,7 @@ const (
 type batchGroup struct {
 	mu    sync.Mutex
 	dirty []*batchConn
+	spare []*batchConn // the list flush last worked through, for reuse
 	armed atomic.Bool
 	timer *time.Timer
 	errs  atomic.Uint64 // datagrams a sendmmsg refused
@@ -73,12 +83,17 @@ func (g *batchGroup) flush() {
 		return
 	}
 	list := g.dirty
-	g.dirty = nil
+	g.dirty, g.spare = g.spare[:0], nil // the two lists take turns: no allocation per flush
 	g.mu.Unlock()
 	for i, c := range list {
 		c.flush()
 		list[i] = nil
 	}
+	g.mu.Lock()
+	if g.spare == nil {
+		g.spare = list[:0]
+	}
+	g.mu.Unlock()
 }
 
 // batchConn is a *net.UDPConn read and written in batches; see above. One
@@ -86,16 +101,17 @@ func (g *batchGroup) flush() {
 // may write.
 type batchConn struct {
 	*net.UDPConn
-	pc    *ipv4.PacketConn // ReadBatch/WriteBatch work for both families
+	pc    *udpbatch.Conn
 	g     *batchGroup
 	batch int
 
 	rmu    sync.Mutex
-	rmsgs  []ipv4.Message
+	rmsgs  []udpbatch.Msg
 	rn, ri int // rmsgs[ri:rn] are read and not yet served
+	addrs  map[netip.AddrPort]*net.UDPAddr
 
 	wmu    sync.Mutex
-	wmsgs  []ipv4.Message
+	wmsgs  []udpbatch.Msg
 	wbufs  [][]byte
 	wn     int  // queued datagrams
 	dirty  bool // c is on g.dirty
@@ -103,7 +119,20 @@ type batchConn struct {
 }
 
 func newBatchConn(c *net.UDPConn, g *batchGroup, batch int) *batchConn {
-	return &batchConn{UDPConn: c, pc: ipv4.NewPacketConn(c), g: g, batch: batch}
+	return &batchConn{UDPConn: c, pc: udpbatch.New(c, batch), g: g, batch: batch}
+}
+
+// addr is the net.Addr pion gets for ap. Called with rmu held.
+func (c *batchConn) addr(ap netip.AddrPort) net.Addr {
+	if a, ok := c.addrs[ap]; ok {
+		return a
+	}
+	if c.addrs == nil || len(c.addrs) >= addrCacheMax {
+		c.addrs = make(map[netip.AddrPort]*net.UDPAddr)
+	}
+	a := net.UDPAddrFromAddrPort(ap)
+	c.addrs[ap] = a
+	return a
 }
 
 func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -120,13 +149,13 @@ func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			if err != nil {
 				return n, addr, fmt.Errorf("turnserver: read: %w", err)
 			}
-			c.rmsgs = make([]ipv4.Message, c.batch)
+			c.rmsgs = make([]udpbatch.Msg, c.batch)
 			for i := range c.rmsgs {
-				c.rmsgs[i].Buffers = [][]byte{make([]byte, batchMTU)}
+				c.rmsgs[i].Buf = make([]byte, batchMTU)
 			}
 			return n, addr, nil
 		}
-		n, err := c.pc.ReadBatch(c.rmsgs, 0)
+		n, err := c.pc.Read(c.rmsgs)
 		if err != nil {
 			return 0, nil, fmt.Errorf("turnserver: read batch: %w", err)
 		}
@@ -134,13 +163,14 @@ func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 	m := &c.rmsgs[c.ri]
 	c.ri++
-	return copy(p, m.Buffers[0][:m.N]), m.Addr, nil
+	return copy(p, m.Buf[:m.N]), c.addr(m.Addr), nil
 }
 
 var errConnClosed = fmt.Errorf("turnserver: write on a closed socket: %w", net.ErrClosed)
 
 func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if len(p) > batchMTU {
+	ua, ok := addr.(*net.UDPAddr)
+	if len(p) > batchMTU || !ok {
 		c.flush() // keep the order of what this socket sends
 		return c.UDPConn.WriteTo(p, addr)
 	}
@@ -150,15 +180,15 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, errConnClosed
 	}
 	if c.wmsgs == nil {
-		c.wmsgs = make([]ipv4.Message, c.batch)
+		c.wmsgs = make([]udpbatch.Msg, c.batch)
 		c.wbufs = make([][]byte, c.batch)
 		for i := range c.wbufs {
 			c.wbufs[i] = make([]byte, batchMTU)
 		}
 	}
 	m := &c.wmsgs[c.wn]
-	m.Buffers = append(m.Buffers[:0], c.wbufs[c.wn][:copy(c.wbufs[c.wn], p)])
-	m.Addr = addr
+	m.Buf = c.wbufs[c.wn][:copy(c.wbufs[c.wn], p)]
+	m.Addr = ua.AddrPort()
 	c.wn++
 	if c.wn == c.batch {
 		c.sendLocked()
@@ -182,7 +212,7 @@ func (c *batchConn) flush() {
 func (c *batchConn) sendLocked() {
 	ms := c.wmsgs[:c.wn]
 	for len(ms) > 0 {
-		n, err := c.pc.WriteBatch(ms, 0)
+		n, err := c.pc.Write(ms)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				break
@@ -191,9 +221,6 @@ func (c *batchConn) sendLocked() {
 			n = 1
 		}
 		ms = ms[n:]
-	}
-	for i := range c.wmsgs[:c.wn] {
-		c.wmsgs[i].Addr = nil
 	}
 	c.wn = 0
 }

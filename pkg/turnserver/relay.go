@@ -145,7 +145,8 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 			return 0, fmt.Errorf("%w (%s)", errPeerRefused, r)
 		}
 		if !viaRelay { // a relay port stays open only while its allocation lives
-			c.allowed.Store(&ap)
+			last := ap // a copy: &ap would move ap to the heap on every call
+			c.allowed.Store(&last)
 		}
 	}
 	if c.out != nil && !c.out.take(len(p), time.Now()) {
