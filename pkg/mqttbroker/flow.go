@@ -19,9 +19,10 @@ import (
 // flowConn:
 //
 //   - Write never blocks: what mochi writes is taken at once. When nothing
-//     is waiting to be written it goes to the socket from the caller's own
-//     goroutine with one non-blocking write (no goroutine hop, which at light
-//     load is most of a delivery's latency); what the socket does not take is
+//     is waiting to be written and mochi holds few further QoS 1/2 messages
+//     for the client, it goes to the socket from the caller's own goroutine with
+//     one non-blocking write (no goroutine hop, which at light load is most
+//     of a delivery's latency); what the socket does not take is
 //     written by the connection's own writer goroutine (started when there
 //     is something left to write, gone when there is not), so mochi's write
 //     channel never fills.
@@ -58,6 +59,10 @@ const (
 	// MQTT 5 DISCONNECT, reason 0x97 Quota exceeded, no properties.
 	disconnectQuota = "\xe0\x02\x97\x00"
 )
+
+// directMaxPending is how many further QoS 1/2 messages mochi may hold for
+// a client for a write to still go straight to the socket (see kick).
+const directMaxPending = 8
 
 // closeFlush bounds how long Close waits for unwritten bytes (a CONNACK
 // refusal, a DISCONNECT) to reach a client that does not read.
@@ -221,13 +226,18 @@ func (c *flowConn) send(pkt []byte) {
 
 // kick writes what send took: first with one non-blocking write from the
 // caller when no writer goroutine runs (it would be ahead in the byte
-// stream), then the rest, if any, from a writer goroutine. Called with mu
-// held.
+// stream) and mochi holds at most a few further messages for this client,
+// then the rest, if any, from a writer goroutine. When more are queued
+// behind (pending: a loaded broker) the writer goroutine is started at once
+// instead: what arrives while it gets going goes out in the same writev, and
+// one system call per message cost about 10% of the deliveries/s of
+// 10 -> 10 at QoS 1.
+// Called with mu held.
 func (c *flowConn) kick() {
 	if c.writing || len(c.wbuf) == 0 {
 		return
 	}
-	if c.raw.ok() && c.werr == nil {
+	if c.raw.ok() && c.werr == nil && c.pending <= directMaxPending {
 		n, err := c.raw.writeNow(c.wbuf)
 		if err != nil {
 			c.werr = err
