@@ -7,7 +7,9 @@
 #     (over the seconds they flowed, from the arrival times of uclient's
 #     once-a-second lines), the same in Mbit/s of payload, and loss
 #     (1 - received/sent when the echoes stop arriving; uclient is then
-#     stopped instead of waiting out its own 10 s tail).
+#     stopped instead of waiting out its own 10 s tail). uclient sets the
+#     pace and the rates move with the shared cores, so each flood also
+#     reports the server's CPU time (utime + stime) per 1000 echoes.
 #   - allocations/s: bench/turnload alloc mode, ALLOC_WORKERS closed-loop
 #     workers doing Allocate (with its 401 round trip) + release, each cycle
 #     from a fresh 127.N.x.y source address (coturn holds a released address
@@ -51,11 +53,13 @@ turnserver -n --listening-ip 127.0.0.1 --listening-port "$CPORT" --relay-ip 127.
   --allow-loopback-peers --allowed-peer-ip=127.0.0.1 --no-tls --no-dtls --no-cli \
   --log-file "$work/coturn.log" --simple-log --pidfile "$work/coturn.pid" >"$work/coturn.out" 2>&1 &
 pids+=($!)
+CPID=$!
 "$work/turnd" --listen 127.0.0.1 --port "$TPORT" --relay-ip 127.0.0.1 --relay-bind 127.0.0.1 \
   --relay-min-port 21000 --relay-max-port 31999 --users-file "$work/users" --realm bench \
   --allow-peer 127.0.0.0/8 --max-allocations-per-user 0 --max-allocations 0 \
   --admin "127.0.0.1:$ADMIN" --log-level warn >"$work/turnd.out" 2>&1 &
 pids+=($!)
+TPID=$!
 turnutils_peer -L 127.0.0.1 -p "$PEER" >"$work/peer.out" 2>&1 &
 pids+=($!)
 sleep 2
@@ -63,11 +67,17 @@ sleep 2
 subnet=10
 next_subnet() { subnet=$((subnet + 1)); }
 
-# flood PORT SIZE: prints "packets/s Mbit/s loss%" for one uclient run.
+# cputicks PID: user + system clock ticks the process has used.
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+
+# flood PORT SIZE PID: prints "packets/s Mbit/s loss% cpu-ms-per-1000-echoes"
+# for one uclient run against the server PID.
 flood() {
   next_subnet
   local total=$((UCLIENT_CLIENTS * UCLIENT_MSGS)) line s r t t0="" r0=0 tl="" rl=0 still=0 sent=0 recv=0
-  local fd ucpid
+  local fd ucpid c0 c1
+  c0=$(cputicks "$3")
   exec {fd}< <(exec turnutils_uclient -u alice -w alice-pw -e 127.0.0.1 -r "$PEER" -p "$1" \
     -n "$UCLIENT_MSGS" -m "$UCLIENT_CLIENTS" -c -z 0 -l "$2" -L "127.$subnet.0.1" 127.0.0.1 2>&1)
   ucpid=$!
@@ -89,13 +99,14 @@ flood() {
   done
   kill "$ucpid" 2>/dev/null || true
   exec {fd}<&-
+  c1=$(cputicks "$3")
   if [[ -z $t0 ]]; then
     echo "bench-turnd: no traffic flowed through port $1 ($2 B); uclient said:" >&2
     grep -v '^[0-9]*: : *$' "$work/uclient.out" | tail -5 >&2
   fi
-  awk -v t0="${t0:-0}" -v tl="${tl:-0}" -v r0="$r0" -v rl="$rl" -v s="$sent" -v r="$recv" -v size="$2" 'BEGIN {
+  awk -v t0="${t0:-0}" -v tl="${tl:-0}" -v r0="$r0" -v rl="$rl" -v s="$sent" -v r="$recv" -v size="$2" -v ticks=$((c1 - c0)) -v hz="$HZ" 'BEGIN {
     pps = (tl > t0) ? (rl - r0) / (tl - t0) : 0
-    printf "%.0f %.1f %.1f\n", pps, pps * size * 8 / 1e6, (s > 0) ? 100 * (s - r) / s : 100
+    printf "%.0f %.1f %.1f %.1f\n", pps, pps * size * 8 / 1e6, (s > 0) ? 100 * (s - r) / s : 100, (r > 0) ? ticks * 1e6 / hz / r : 0
   }'
 }
 
@@ -115,11 +126,11 @@ declare -A res
 for r in $(seq "$ROUNDS"); do
   order="coturn turnd"; ((r % 2 == 0)) && order="turnd coturn"
   for srv in $order; do
-    port=$CPORT; [[ $srv == turnd ]] && port=$TPORT
-    read -r pps mbit loss < <(flood "$port" 100)
-    res[$srv,pps100]+="$pps "; res[$srv,loss100]+="$loss "
-    read -r pps mbit loss < <(flood "$port" 1200)
-    res[$srv,pps1200]+="$pps "; res[$srv,mbit1200]+="$mbit "; res[$srv,loss1200]+="$loss "
+    port=$CPORT pid=$CPID; [[ $srv == turnd ]] && port=$TPORT pid=$TPID
+    read -r pps mbit loss cpu < <(flood "$port" 100 "$pid")
+    res[$srv,pps100]+="$pps "; res[$srv,loss100]+="$loss "; res[$srv,cpu100]+="$cpu "
+    read -r pps mbit loss cpu < <(flood "$port" 1200 "$pid")
+    res[$srv,pps1200]+="$pps "; res[$srv,mbit1200]+="$mbit "; res[$srv,loss1200]+="$loss "; res[$srv,cpu1200]+="$cpu "
     res[$srv,alloc]+="$(allocs "$port") "
   done
 done
@@ -141,7 +152,9 @@ echo "| measure | coturn | turnd | turnd/coturn | per round (coturn / turnd) |"
 echo "|---|---:|---:|---:|---|"
 row "flood 100 B: echoed packets/s (uclient, $UCLIENT_CLIENTS clients x $UCLIENT_MSGS)" pps100
 row "flood 100 B: loss %" loss100
+row "flood 100 B: server CPU ms per 1000 echoes" cpu100
 row "flood 1200 B: echoed packets/s" pps1200
 row "flood 1200 B: echoed Mbit/s" mbit1200
 row "flood 1200 B: loss %" loss1200
+row "flood 1200 B: server CPU ms per 1000 echoes" cpu1200
 row "allocations/s (turnload, $ALLOC_WORKERS closed-loop workers, fresh addresses)" alloc
