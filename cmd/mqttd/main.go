@@ -123,7 +123,7 @@ func (s *settings) finish() (*settings, error) {
 }
 
 func serve(args []string) int {
-	tuneGC()
+	config.TuneGC(gcPercent)
 	s, err := parse(args)
 	if errors.Is(err, config.ErrHelp) {
 		return 0

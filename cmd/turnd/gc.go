@@ -1,10 +1,5 @@
 package main
 
-import (
-	"os"
-	"runtime/debug"
-)
-
 // gcPercent is turnd's garbage-collector target (GOGC) when the environment
 // sets none. pion allocates per relayed datagram (each ChannelData frame to a
 // client is a new buffer) while a relay's live heap is small, so the default
@@ -12,11 +7,5 @@ import (
 // per echoed datagram by about a sixth in an interleaved A/B
 // (docs/benchmarks.md). The cost is a heap that may grow to five times the
 // live one between collections instead of twice.
+// It is applied with config.TuneGC, unless GOGC is set.
 const gcPercent = 400
-
-// tuneGC applies gcPercent unless GOGC is set.
-func tuneGC() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(gcPercent)
-	}
-}

@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tuneGC()
+	config.TuneGC(gcPercent)
 	cfg, err := o.serverConfig()
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -13,7 +13,7 @@ func TestTuneGC(t *testing.T) {
 		env  string // "" unsets GOGC
 		want int
 	}{
-		{"no GOGC: mqttd's target", "", gcPercent},
+		{"no GOGC: the program's target", "", 400},
 		{"GOGC set: left to the runtime", "150", 150},
 	}
 	for _, tt := range tests {
@@ -27,7 +27,7 @@ func TestTuneGC(t *testing.T) {
 			} else {
 				debug.SetGCPercent(150) // what the runtime read from GOGC at start
 			}
-			tuneGC()
+			TuneGC(400)
 			if got := debug.SetGCPercent(100); got != tt.want {
 				t.Fatalf("GC percent %d, want %d", got, tt.want)
 			}
