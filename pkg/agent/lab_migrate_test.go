@@ -96,18 +96,7 @@ func moveAndCut(t *testing.T, reset bool) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p, rep, err := a.ConnectWith(ctx, b.Addr(t), node.Options{Strategies: []string{node.KindRelay}})
-	if err != nil {
-		t.Fatalf("relay connect: %v (%+v)", err, rep)
-	}
-	defer p.Close()
-	var in *agent.Pipe
-	select {
-	case in = <-b.Inbound:
-		defer in.Close()
-	case <-ctx.Done():
-		t.Fatal("no inbound relayed pipe")
-	}
+	p, in := relayPipes(ctx, t, a, b)
 	if !p.Resumable() || !in.Resumable() {
 		t.Fatalf("relayed pipe not resumable (ours %v, theirs %v)", p.Resumable(), in.Resumable())
 	}

@@ -99,18 +99,7 @@ func TestRelayedPipeUnderLoss(t *testing.T) {
 	b := agenttest.StartAgent(t, lab.AddRouter("rb", natlab.PortRestrictedCone, lossy).AddHost("b"), s)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, rep, err := a.ConnectWith(ctx, b.Addr(t), node.Options{Strategies: []string{node.KindRelay}})
-	if err != nil {
-		t.Fatalf("relay connect: %v (%+v)", err, rep)
-	}
-	defer p.Close()
-	var in *agent.Pipe
-	select {
-	case in = <-b.Inbound:
-		defer in.Close()
-	case <-ctx.Done():
-		t.Fatal("no inbound relayed pipe")
-	}
+	p, in := relayPipes(ctx, t, a, b)
 	const chunk, n = 16 << 10, 64 // 1 MiB
 	want := make([]byte, chunk*n)
 	if _, err := rand.Read(want); err != nil {
@@ -135,4 +124,22 @@ func TestRelayedPipeUnderLoss(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("1 MiB through the relay arrived changed or out of order")
 	}
+}
+
+// relayPipes connects a to b with the relay strategy only and returns both
+// ends (b's as it arrived inbound); both close when the test ends.
+func relayPipes(ctx context.Context, t *testing.T, a, b *agenttest.Agent) (out, in *agent.Pipe) {
+	t.Helper()
+	out, rep, err := a.ConnectWith(ctx, b.Addr(t), node.Options{Strategies: []string{node.KindRelay}})
+	if err != nil {
+		t.Fatalf("relay connect: %v (%+v)", err, rep)
+	}
+	t.Cleanup(func() { out.Close() })
+	select {
+	case in = <-b.Inbound:
+		t.Cleanup(func() { in.Close() })
+	case <-ctx.Done():
+		t.Fatal("no inbound relayed pipe")
+	}
+	return out, in
 }

@@ -54,35 +54,9 @@ func TestBehaviours(t *testing.T) {
 }
 
 func checkUDP(t *testing.T, w *world, want Truth) {
-	for _, a := range []string{joinHostPort(w.a1, 5000), joinHostPort(w.a1, 5001), joinHostPort(w.a2, 5000)} {
-		udpReflector(t, w.srv, a)
-	}
-	listen := func(port int) net.PacketConn {
-		pc, err := w.h.Net().ListenPacket(context.Background(), "udp4", ":"+strconv.Itoa(port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pc.Close() })
-		return pc
-	}
-	pc := listen(41000)
-	m1, err := udpAsk(pc, joinHostPort(w.a1, 5000))
-	if want.NATType == NATBlocked {
-		if err == nil {
-			t.Fatalf("UDP got through a UDP-blocking router (mapped %v)", m1)
-		}
+	listen, m1, m2, m3, ok := udpProbe(t, w, "udp4", func(port int) string { return ":" + strconv.Itoa(port) }, want)
+	if !ok {
 		return
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	m2, err := udpAsk(pc, joinHostPort(w.a2, 5000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m3, err := udpAsk(pc, joinHostPort(w.a1, 5001))
-	if err != nil {
-		t.Fatal(err)
 	}
 	t.Logf("local :41000 -> a1:5000 %v, a2:5000 %v, a1:5001 %v", m1, m2, m3)
 	if m1.Addr() != w.outside() {
@@ -93,18 +67,7 @@ func checkUDP(t *testing.T, w *world, want Truth) {
 	}
 
 	// Filtering: a fresh mapping that has only talked to a1:5000.
-	pc2 := listen(41100)
-	m, err := udpAsk(pc2, joinHostPort(w.a1, 5000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcSame := udpReflectorConn(t, w, joinHostPort(w.a1, 5002))
-	srcOther := udpReflectorConn(t, w, joinHostPort(w.a2, 5002))
-	sameAddr := udpReaches(srcSame, m, pc2)
-	otherAddr := udpReaches(srcOther, m, pc2)
-	if got := filteringClass(sameAddr, otherAddr); got != want.Filtering {
-		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
-	}
+	checkUDPFiltering(t, w, listen, want)
 
 	// Port allocation across new mappings (what the delta test measures).
 	var ports []int
@@ -343,4 +306,57 @@ func checkTCPFiltering(t *testing.T, w *world, network string, want Truth) {
 	if got := filteringClass(sameAddr, otherAddr); got != want.Filtering {
 		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
 	}
+}
+
+// udpProbe starts the reflectors and asks a1:5000, a2:5000 and a1:5001 how
+// they see one socket bound by addr(41000). ok is false (and the check
+// done) when want blocks UDP. listen binds more sockets the same way.
+func udpProbe(t *testing.T, w *world, network string, addr func(port int) string, want Truth) (listen func(port int) net.PacketConn, m1, m2, m3 netip.AddrPort, ok bool) {
+	for _, a := range []string{joinHostPort(w.a1, 5000), joinHostPort(w.a1, 5001), joinHostPort(w.a2, 5000)} {
+		udpReflector(t, w.srv, a)
+	}
+	listen = func(port int) net.PacketConn {
+		pc, err := w.h.Net().ListenPacket(context.Background(), network, addr(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		return pc
+	}
+	pc := listen(41000)
+	m1, err := udpAsk(pc, joinHostPort(w.a1, 5000))
+	if want.NATType == NATBlocked {
+		if err == nil {
+			t.Fatalf("UDP got through a UDP-blocking router (seen as %v)", m1)
+		}
+		return listen, m1, m2, m3, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2, err = udpAsk(pc, joinHostPort(w.a2, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	if m3, err = udpAsk(pc, joinHostPort(w.a1, 5001)); err != nil {
+		t.Fatal(err)
+	}
+	return listen, m1, m2, m3, true
+}
+
+// checkUDPFiltering compares the filtering of a fresh socket that has only
+// talked to a1:5000 with want's, and returns the outsider socket (a2:5002).
+func checkUDPFiltering(t *testing.T, w *world, listen func(int) net.PacketConn, want Truth) net.PacketConn {
+	pc2 := listen(41100)
+	m, err := udpAsk(pc2, joinHostPort(w.a1, 5000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcSame := udpReflectorConn(t, w, joinHostPort(w.a1, 5002))
+	srcOther := udpReflectorConn(t, w, joinHostPort(w.a2, 5002))
+	sameAddr := udpReaches(srcSame, m, pc2)
+	otherAddr := udpReaches(srcOther, m, pc2)
+	if got := filteringClass(sameAddr, otherAddr); got != want.Filtering {
+		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
+	}
+	return srcOther
 }

@@ -47,53 +47,16 @@ func checkUDP6(t *testing.T, w *world, own netip.Addr, want Truth) {
 	if own.Is6() {
 		network = "udp6"
 	}
-	for _, a := range []string{joinHostPort(w.a1, 5000), joinHostPort(w.a1, 5001), joinHostPort(w.a2, 5000)} {
-		udpReflector(t, w.srv, a)
-	}
-	listen := func(port int) net.PacketConn {
-		pc, err := w.h.Net().ListenPacket(context.Background(), network, joinHostPort(own, port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pc.Close() })
-		return pc
-	}
-	pc := listen(41000)
-	m1, err := udpAsk(pc, joinHostPort(w.a1, 5000))
-	if want.NATType == NATBlocked {
-		if err == nil {
-			t.Fatalf("UDP got through a UDP-blocking firewall (seen as %v)", m1)
-		}
+	listen, m1, m2, m3, ok := udpProbe(t, w, network, func(port int) string { return joinHostPort(own, port) }, want)
+	if !ok {
 		return
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	m2, err := udpAsk(pc, joinHostPort(w.a2, 5000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m3, err := udpAsk(pc, joinHostPort(w.a1, 5001))
-	if err != nil {
-		t.Fatal(err)
 	}
 	self := netip.AddrPortFrom(own, 41000)
 	if m1 != self || mappingClass(m1, m2, m3) != want.Mapping {
 		t.Errorf("seen as %v, %v, %v: want %v everywhere (no translation)", m1, m2, m3, self)
 	}
 	// Filtering: a fresh socket that has only talked to a1:5000.
-	pc2 := listen(41100)
-	m, err := udpAsk(pc2, joinHostPort(w.a1, 5000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcSame := udpReflectorConn(t, w, joinHostPort(w.a1, 5002))
-	srcOther := udpReflectorConn(t, w, joinHostPort(w.a2, 5002))
-	sameAddr := udpReaches(srcSame, m, pc2)
-	otherAddr := udpReaches(srcOther, m, pc2)
-	if got := filteringClass(sameAddr, otherAddr); got != want.Filtering {
-		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
-	}
+	srcOther := checkUDPFiltering(t, w, listen, want)
 	// A socket that has sent nothing is reachable only through an open router.
 	silent := listen(41200)
 	if got, open := udpReaches(srcOther, netip.AddrPortFrom(own, 41200), silent), want.Filtering == EndpointIndependent; got != open {
