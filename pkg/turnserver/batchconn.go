@@ -174,10 +174,30 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		c.flush() // keep the order of what this socket sends
 		return c.UDPConn.WriteTo(p, addr)
 	}
+	if err := c.queue(nil, p, ua.AddrPort()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// writeChannelData queues hdr + data + zero padding to four bytes as one
+// datagram; false if it is too large to queue (nothing was sent).
+func (c *batchConn) writeChannelData(hdr [4]byte, data []byte, addr net.Addr) bool {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok || 4+len(data)+3 > batchMTU {
+		return false
+	}
+	_ = c.queue(hdr[:], data, ua.AddrPort()) // closed: as WriteTo's error, dropped
+	return true
+}
+
+// queue copies head + p (padded to four bytes when head is set) into the
+// send queue.
+func (c *batchConn) queue(head, p []byte, to netip.AddrPort) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed {
-		return 0, errConnClosed
+		return errConnClosed
 	}
 	if c.wmsgs == nil {
 		c.wmsgs = make([]udpbatch.Msg, c.batch)
@@ -186,9 +206,18 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 			c.wbufs[i] = make([]byte, batchMTU)
 		}
 	}
+	buf := c.wbufs[c.wn]
+	n := copy(buf, head)
+	n += copy(buf[n:], p)
+	if head != nil {
+		for n%4 != 0 {
+			buf[n] = 0
+			n++
+		}
+	}
 	m := &c.wmsgs[c.wn]
-	m.Buf = c.wbufs[c.wn][:copy(c.wbufs[c.wn], p)]
-	m.Addr = ua.AddrPort()
+	m.Buf = buf[:n]
+	m.Addr = to
 	c.wn++
 	if c.wn == c.batch {
 		c.sendLocked()
@@ -196,7 +225,7 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		c.dirty = true
 		c.g.markDirty(c)
 	}
-	return len(p), nil
+	return nil
 }
 
 // flush sends what is queued.

@@ -13,7 +13,8 @@ import (
 // packetConn wraps a UDP listening socket handed to pion.
 type packetConn struct {
 	net.PacketConn
-	f *filter
+	f     *filter
+	chans *channels // nil: every datagram goes to pion
 }
 
 func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -22,8 +23,14 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if err != nil {
 			return n, addr, err
 		}
+		if c.chans != nil && isChannelData(p[:n]) && c.chans.fromClient(c, addr, p[:n]) {
+			continue
+		}
 		reply, pass := c.f.inbound(p[:n], "udp", addr, c.PacketConn.LocalAddr())
 		if pass != nil {
+			if c.chans != nil && len(pass) >= stunHeader && binary.BigEndian.Uint16(pass) == typeChannelBindRequest {
+				c.chans.request(c, addr, pass, c.f.now())
+			}
 			return len(pass), addr, nil
 		}
 		if reply != nil {
@@ -33,8 +40,32 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 func (c *packetConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	c.f.outbound(p, "udp", addr, c.PacketConn.LocalAddr())
+	relay := c.f.outbound(p, "udp", addr, c.PacketConn.LocalAddr())
+	if c.chans != nil {
+		switch {
+		case relay.IsValid():
+			if ua, ok := addr.(*net.UDPAddr); ok {
+				c.chans.allocated(c, ua.AddrPort(), relay)
+			}
+		case isChannelBindAnswer(p):
+			c.chans.answered(c, addr, p, c.f.now())
+		}
+	}
 	return c.PacketConn.WriteTo(p, addr)
+}
+
+// writeChannelData sends data to a client as one ChannelData message with
+// header hdr, padded to four bytes as pion pads it.
+func (c *packetConn) writeChannelData(hdr [4]byte, data []byte, to net.Addr) {
+	if bc, ok := c.PacketConn.(*batchConn); ok && bc.writeChannelData(hdr, data, to) {
+		return
+	}
+	frame := make([]byte, 0, 4+len(data)+3)
+	frame = append(append(frame, hdr[:]...), data...)
+	for len(frame)%4 != 0 {
+		frame = append(frame, 0)
+	}
+	_, _ = c.PacketConn.WriteTo(frame, to)
 }
 
 // listener wraps a TCP or TLS listener handed to pion.

@@ -179,15 +179,16 @@ func (f *filter) permission(m *stun.Message, key []byte, src net.Addr, frame []b
 }
 
 // outbound inspects one frame pion sends to a client: it counts relayed data
-// and follows Allocate answers for the quota tracker.
-func (f *filter) outbound(p []byte, network string, dst, local net.Addr) {
+// and follows Allocate answers for the quota tracker. For an Allocate
+// success it returns the relayed address.
+func (f *filter) outbound(p []byte, network string, dst, local net.Addr) (relay netip.AddrPort) {
 	if isChannelData(p) {
 		f.m.pktsClient.Inc()
 		f.m.bytesClient.Add(float64(binary.BigEndian.Uint16(p[2:4])))
-		return
+		return relay
 	}
 	if len(p) < stunHeader {
-		return
+		return relay
 	}
 	switch binary.BigEndian.Uint16(p) {
 	case typeDataIndication:
@@ -198,18 +199,20 @@ func (f *filter) outbound(p []byte, network string, dst, local net.Addr) {
 	case typeAllocateSuccess:
 		v, ok := findAttr(p, uint16(stun.AttrXORRelayedAddress))
 		if !ok {
-			return
+			return relay
 		}
 		var tid [stun.TransactionIDSize]byte
 		copy(tid[:], p[8:20])
 		ap, err := decodeXORAddr(v, tid)
 		if err != nil {
-			return
+			return relay
 		}
 		f.tracker.activate(tupleKey(network, dst, local), ap.String())
+		return ap
 	case typeAllocateError:
 		f.tracker.fail(tupleKey(network, dst, local))
 	}
+	return relay
 }
 
 // findAttr walks a STUN message's attributes for type t.

@@ -32,6 +32,8 @@ type Metrics struct {
 	familyRefused prometheus.Counter
 	// refreshMismatch counts Refresh requests for no allocation (437).
 	refreshMismatch prometheus.Counter
+	// fast counts ChannelData relayed without pion (channels.go).
+	fast prometheus.Counter
 
 	// resolved children for the per-packet paths
 	bytesPeer, bytesClient, pktsPeer, pktsClient prometheus.Counter
@@ -89,6 +91,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "turnd_refresh_mismatches_total",
 			Help: "Refresh requests from a client without an allocation, answered 437 (e.g. after a restart).",
 		}),
+		fast: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_channel_shortcut_packets_total",
+			Help: "ChannelData datagrams of UDP clients relayed by turnd's copy of pion's channel bindings instead of through pion, both directions (also counted in turnd_relayed_packets_total).",
+		}),
 	}
 	m.bytesPeer, m.bytesClient = m.bytes.WithLabelValues(toPeer), m.bytes.WithLabelValues(toClient)
 	m.pktsPeer, m.pktsClient = m.packets.WithLabelValues(toPeer), m.packets.WithLabelValues(toClient)
@@ -103,7 +109,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.active, m.created, m.expired, m.bytes, m.packets, m.authFailures,
-			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid, m.familyRefused, m.refreshMismatch)
+			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid, m.familyRefused, m.refreshMismatch, m.fast)
 	}
 	return m
 }

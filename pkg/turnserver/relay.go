@@ -39,8 +39,37 @@ type relayGen struct {
 
 // livePorts are the ports of the relay sockets open now.
 type livePorts struct {
-	mu sync.Mutex
-	m  map[uint16]int
+	mu    sync.Mutex
+	m     map[uint16]int
+	conns map[uint16]*relayConn
+}
+
+// open records rc as the relay socket on its port.
+func (l *livePorts) open(rc *relayConn) {
+	l.add(rc.port, 1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conns == nil {
+		l.conns = map[uint16]*relayConn{}
+	}
+	l.conns[rc.port] = rc
+}
+
+// closed forgets rc.
+func (l *livePorts) closed(rc *relayConn) {
+	l.add(rc.port, -1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conns[rc.port] == rc {
+		delete(l.conns, rc.port)
+	}
+}
+
+// conn is the open relay socket on port (nil: none).
+func (g *relayGen) conn(port uint16) *relayConn {
+	g.live.mu.Lock()
+	defer g.live.mu.Unlock()
+	return g.live.conns[port]
 }
 
 func (l *livePorts) add(port uint16, d int) {
@@ -101,7 +130,7 @@ func (g *relayGen) AllocatePacketConn(network string, requestedPort int) (net.Pa
 			port:       uint16(port),
 			live:       &g.live,
 		}
-		g.live.add(rc.port, 1)
+		g.live.open(rc)
 		if g.bandwidth > 0 {
 			rc.out, rc.in = newBucket(g.bandwidth), newBucket(g.bandwidth)
 		}
@@ -126,6 +155,24 @@ type relayConn struct {
 	in, out *bucket
 	allowed atomic.Pointer[netip.AddrPort] // last destination the policy allowed
 	once    sync.Once
+	closed  atomic.Bool
+
+	// The channels that relay to the client without pion (channels.go).
+	binds   atomic.Pointer[[]*binding]
+	bmu     sync.Mutex
+	closers []func()
+}
+
+// onClose runs fn when rc closes (at once if it has).
+func (c *relayConn) onClose(fn func()) {
+	c.bmu.Lock()
+	if !c.closed.Load() {
+		c.closers = append(c.closers, fn)
+		c.bmu.Unlock()
+		return
+	}
+	c.bmu.Unlock()
+	fn()
 }
 
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
@@ -162,18 +209,32 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
-		if err != nil || c.in == nil || c.in.take(n, time.Now()) {
+		if err != nil {
 			return n, addr, err
 		}
-		c.f.m.dropped.Inc()
+		if c.in != nil && !c.in.take(n, time.Now()) {
+			c.f.m.dropped.Inc()
+			continue
+		}
+		if !c.toClient(p[:n], addr) {
+			return n, addr, nil
+		}
 	}
 }
 
 func (c *relayConn) Close() error {
 	c.once.Do(func() {
+		c.bmu.Lock()
+		c.closed.Store(true)
+		closers := c.closers
+		c.closers = nil
+		c.bmu.Unlock()
+		for _, fn := range closers {
+			fn()
+		}
 		c.f.tracker.closed(c.key)
 		if c.live != nil {
-			c.live.add(c.port, -1)
+			c.live.closed(c)
 		}
 	})
 	return c.PacketConn.Close()

@@ -207,9 +207,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 		AuthHandler:   f.auth.Handler,
 		LoggerFactory: pionlog.Factory{Log: log},
 	}
+	chans := newChannels(gen, m)
 	for _, c := range s.udp {
 		pc.PacketConnConfigs = append(pc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: &packetConn{PacketConn: batched(c, gen.batch, listenBatch), f: f}, RelayAddressGenerator: gen, PermissionHandler: perm,
+			PacketConn: &packetConn{PacketConn: batched(c, gen.batch, listenBatch), f: f, chans: chans}, RelayAddressGenerator: gen, PermissionHandler: perm,
 		})
 	}
 	for _, l := range s.tcp {
