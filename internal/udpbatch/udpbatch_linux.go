@@ -45,6 +45,7 @@ type sys struct {
 	// The functions rc.Read and rc.Write call, made once (a closure made
 	// per call escapes to the heap), with their arguments and results.
 	recv, send     func(fd uintptr) bool
+	tryRecv        func(fd uintptr) bool // recv that never waits
 	rwant, rgot    int
 	wwant, wgot    int
 	rerrno, werrno syscall.Errno
@@ -55,6 +56,10 @@ func (s *sys) init(c *net.UDPConn, batch int) {
 	s.recv = func(fd uintptr) bool {
 		s.rgot, s.rerrno = 0, 0
 		return mmsg(unix.SYS_RECVMMSG, fd, s.r.hdrs, s.rwant, &s.rgot, &s.rerrno)
+	}
+	s.tryRecv = func(fd uintptr) bool {
+		s.recv(fd)
+		return true
 	}
 	s.send = func(fd uintptr) bool {
 		s.wgot, s.werrno = 0, 0
@@ -77,7 +82,25 @@ func (s *sys) init(c *net.UDPConn, batch int) {
 
 // Read waits for at least one datagram and reads up to len(ms) (at most
 // the batch size) into ms[i].Buf, filling N and Addr.
-func (b *Conn) Read(ms []Msg) (int, error) {
+func (b *Conn) Read(ms []Msg) (int, error) { return b.read(ms, b.sys.recv) }
+
+// TryRead is Read without the wait: 0 and no error when nothing is queued.
+// It exists on Linux only, for a caller that learns from its own epoll set
+// which sockets have data.
+func (b *Conn) TryRead(ms []Msg) (int, error) { return b.read(ms, b.sys.tryRecv) }
+
+// Control runs f with the socket's file descriptor (see syscall.RawConn).
+func (b *Conn) Control(f func(fd uintptr)) error {
+	if b.sys.err != nil {
+		return b.sys.err
+	}
+	if err := b.sys.rc.Control(f); err != nil {
+		return wrap("control", err)
+	}
+	return nil
+}
+
+func (b *Conn) read(ms []Msg, recv func(fd uintptr) bool) (int, error) {
 	s := &b.sys
 	if s.err != nil {
 		return 0, s.err
@@ -93,7 +116,7 @@ func (b *Conn) Read(ms []Msg) (int, error) {
 		s.r.hdrs[i].hdr.Flags = 0
 	}
 	s.rwant = n
-	err := s.rc.Read(s.recv)
+	err := s.rc.Read(recv)
 	if err == nil && s.rerrno != 0 {
 		err = s.rerrno
 	}

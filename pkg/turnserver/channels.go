@@ -243,18 +243,13 @@ func (cs *channels) fromClient(ln *packetConn, src net.Addr, frame []byte) bool 
 	return true
 }
 
-// toClient sends data from peer to the client bound to it on rc, framed as
-// ChannelData; false leaves the datagram to pion.
-func (rc *relayConn) toClient(data []byte, peer net.Addr) bool {
+// toClient sends data from peer (unmapped) to the client bound to it on
+// rc, framed as ChannelData; false leaves the datagram to pion.
+func (rc *relayConn) toClient(data []byte, ap netip.AddrPort) bool {
 	bs := rc.binds.Load()
 	if bs == nil {
 		return false
 	}
-	ua, ok := peer.(*net.UDPAddr)
-	if !ok {
-		return false
-	}
-	ap := unmap(ua.AddrPort())
 	var b *binding
 	for _, x := range *bs {
 		if x.peer == ap {
@@ -289,4 +284,5 @@ func (rc *relayConn) addBinding(b *binding) {
 	}
 	next = append(next, b)
 	rc.binds.Store(&next)
+	rc.startPolling()
 }

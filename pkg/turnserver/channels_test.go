@@ -136,6 +136,33 @@ func TestChannelShortcut(t *testing.T) {
 			t.Fatalf("shortcut relayed %v datagrams, want 4", got)
 		}
 	})
+	t.Run("peer without a channel reaches pion", func(t *testing.T) {
+		// The binding's permission covers the peer's IP, so a second port
+		// there may send; pion relays it as a Data indication.
+		other, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		for _, data := range []string{"no channel", "still none"} {
+			if _, err := other.WriteTo([]byte(data), relay); err != nil {
+				t.Fatal(err)
+			}
+			_ = r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b := make([]byte, 2048)
+			n, err := r.conn.Read(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &stun.Message{Raw: b[:n]}
+			if err := m.Decode(); err != nil || m.Type != stun.NewType(stun.MethodData, stun.ClassIndication) {
+				t.Fatalf("client got % x (%v), want a Data indication", b[:n], err)
+			}
+			if v, err := m.Get(stun.AttrData); err != nil || string(v) != data {
+				t.Fatalf("Data indication carries %q (%v), want %q", v, err, data)
+			}
+		}
+	})
 	t.Run("stale copy leaves relaying to pion", func(t *testing.T) {
 		clock.advance(bindTTL)
 		before := fast()

@@ -34,6 +34,8 @@ type Metrics struct {
 	refreshMismatch prometheus.Counter
 	// fast counts ChannelData relayed without pion (channels.go).
 	fast prometheus.Counter
+	// handoffDropped counts datagrams lost between the relay poller and pion.
+	handoffDropped prometheus.Counter
 
 	// resolved children for the per-packet paths
 	bytesPeer, bytesClient, pktsPeer, pktsClient prometheus.Counter
@@ -95,6 +97,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "turnd_channel_shortcut_packets_total",
 			Help: "ChannelData datagrams of UDP clients relayed by turnd's copy of pion's channel bindings instead of through pion, both directions (also counted in turnd_relayed_packets_total).",
 		}),
+		handoffDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turnd_relay_handoff_dropped_total",
+			Help: "Datagrams from peers without a channel (relayed as Data indications) dropped because pion's reader of their allocation was 256 datagrams behind.",
+		}),
 	}
 	m.bytesPeer, m.bytesClient = m.bytes.WithLabelValues(toPeer), m.bytes.WithLabelValues(toClient)
 	m.pktsPeer, m.pktsClient = m.packets.WithLabelValues(toPeer), m.packets.WithLabelValues(toClient)
@@ -109,7 +115,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.active, m.created, m.expired, m.bytes, m.packets, m.authFailures,
-			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid, m.familyRefused, m.refreshMismatch, m.fast)
+			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid, m.familyRefused, m.refreshMismatch, m.fast, m.handoffDropped)
 	}
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,8 @@ type relayGen struct {
 	maxPort   int
 	bandwidth int64 // bytes/s per direction per allocation; 0 = no cap
 	f         *filter
-	batch     *batchGroup // nil: relay sockets unbatched
+	batch     *batchGroup  // nil: relay sockets unbatched
+	poller    *relayPoller // nil: each relay socket is read by pion's goroutine alone
 	live      livePorts
 }
 
@@ -129,6 +131,8 @@ func (g *relayGen) AllocatePacketConn(network string, requestedPort int) (net.Pa
 			key:        netip.AddrPortFrom(g.advertise.Unmap(), uint16(port)).String(),
 			port:       uint16(port),
 			live:       &g.live,
+			poller:     g.poller,
+			stop:       make(chan struct{}),
 		}
 		g.live.open(rc)
 		if g.bandwidth > 0 {
@@ -161,7 +165,25 @@ type relayConn struct {
 	binds   atomic.Pointer[[]*binding]
 	bmu     sync.Mutex
 	closers []func()
+
+	// Once the socket has a binding, the poller reads it (relaypoll_linux.go)
+	// and pion's goroutine gets only what the bindings do not cover.
+	poller   *relayPoller
+	wantPoll atomic.Bool // set with a binding; pion's goroutine hands over
+	polled   bool        // handed over (pion's goroutine only)
+	slow     chan slowDatagram
+	stop     chan struct{} // closed by Close
 }
+
+// slowDatagram is one the poller hands to pion's goroutine.
+type slowDatagram struct {
+	b    []byte
+	from netip.AddrPort
+}
+
+// slowQueue is how many datagrams the poller holds for pion's goroutine of
+// one socket; more are dropped as a full socket buffer would drop them.
+const slowQueue = 256
 
 // onClose runs fn when rc closes (at once if it has).
 func (c *relayConn) onClose(fn func()) {
@@ -208,17 +230,70 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
+		if c.polled {
+			return c.readSlow(p)
+		}
 		n, addr, err := c.PacketConn.ReadFrom(p)
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.wantPoll.Load() {
+				c.handOver()
+				continue
+			}
 			return n, addr, err
 		}
 		if c.in != nil && !c.in.take(n, time.Now()) {
 			c.f.m.dropped.Inc()
 			continue
 		}
-		if !c.toClient(p[:n], addr) {
+		if ua, ok := addr.(*net.UDPAddr); !ok || !c.toClient(p[:n], unmap(ua.AddrPort())) {
 			return n, addr, nil
 		}
+	}
+}
+
+// startPolling asks pion's goroutine to hand the socket to the poller: the
+// deadline ends the read it waits in.
+func (c *relayConn) startPolling() {
+	if c.poller == nil || c.wantPoll.Swap(true) {
+		return
+	}
+	if u, ok := c.PacketConn.(*batchConn); ok {
+		_ = u.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// handOver runs in pion's goroutine, which no longer reads the socket.
+func (c *relayConn) handOver() {
+	if u, ok := c.PacketConn.(*batchConn); ok {
+		_ = u.SetReadDeadline(time.Time{})
+	}
+	c.slow = make(chan slowDatagram, slowQueue)
+	c.polled = c.poller.add(c)
+}
+
+// readSlow waits for a datagram the poller could not relay itself.
+func (c *relayConn) readSlow(p []byte) (int, net.Addr, error) {
+	select {
+	case d := <-c.slow:
+		return copy(p, d.b), net.UDPAddrFromAddrPort(d.from), nil
+	case <-c.stop:
+		return 0, nil, fmt.Errorf("turnserver: read: %w", net.ErrClosed)
+	}
+}
+
+// received is one datagram the poller read from the socket.
+func (c *relayConn) received(b []byte, from netip.AddrPort) {
+	if c.in != nil && !c.in.take(len(b), time.Now()) {
+		c.f.m.dropped.Inc()
+		return
+	}
+	if c.toClient(b, unmap(from)) {
+		return
+	}
+	select {
+	case c.slow <- slowDatagram{append([]byte(nil), b...), from}:
+	default:
+		c.f.m.handoffDropped.Inc()
 	}
 }
 
@@ -231,6 +306,10 @@ func (c *relayConn) Close() error {
 		c.bmu.Unlock()
 		for _, fn := range closers {
 			fn()
+		}
+		c.poller.remove(c)
+		if c.stop != nil {
+			close(c.stop)
 		}
 		c.f.tracker.closed(c.key)
 		if c.live != nil {

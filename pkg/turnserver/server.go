@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pion/turn/v3"
@@ -69,16 +70,17 @@ type Config struct {
 
 // Server is a running TURN server.
 type Server struct {
-	cfg   Config
-	pion  *turn.Server
-	f     *filter
-	log   *slog.Logger
-	udp   []net.PacketConn
-	tcp   []net.Listener
-	tls   []net.Listener
-	conns *connSet
-	locks []io.Closer // port claims (see claimUDP), held until Close
-	once  sync.Once
+	cfg    Config
+	pion   *turn.Server
+	f      *filter
+	log    *slog.Logger
+	udp    []net.PacketConn
+	tcp    []net.Listener
+	tls    []net.Listener
+	conns  *connSet
+	locks  []io.Closer  // port claims (see claimUDP), held until Close
+	poller *relayPoller // nil: none (not Linux)
+	once   sync.Once
 }
 
 func (c *Config) defaults() error {
@@ -223,15 +225,35 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 			Listener: &listener{Listener: l, f: f, network: "tls", conns: s.conns, idle: cfg.TCPIdle}, RelayAddressGenerator: gen, PermissionHandler: perm,
 		})
 	}
+	if gen.poller, err = newRelayPoller(f.batch); err != nil {
+		log.Warn("relay sockets read one goroutine each", "err", err)
+	}
+	s.poller = gen.poller
 	s.pion, err = turn.NewServer(pc)
 	if err != nil {
 		s.closeSockets()
+		s.poller.close()
 		return nil, fmt.Errorf("turnserver: %w", err)
 	}
 	return s, nil
 }
 
+// portTries is how often listen picks again when Port is 0 and the port
+// the first UDP socket drew is taken for TCP (or on another address).
+const portTries = 8
+
 func (s *Server) listen(cfg Config) error {
+	for try := 1; ; try++ {
+		err := s.listenAll(cfg)
+		if err == nil || cfg.Port != 0 || try == portTries || !errors.Is(err, syscall.EADDRINUSE) {
+			return err
+		}
+		s.closeSockets()
+		s.udp, s.tcp, s.tls = nil, nil, nil
+	}
+}
+
+func (s *Server) listenAll(cfg Config) error {
 	ctx := context.Background()
 	port := cfg.Port
 	for _, ip := range cfg.ListenIPs {
@@ -433,6 +455,7 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		err = s.pion.Close()
 		s.conns.closeAll()
+		s.poller.close()
 		s.releaseLocks()
 		if err != nil {
 			err = fmt.Errorf("turnserver: close: %w", err)

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package turnserver
+
+// relayPoller exists on Linux only (epoll): elsewhere every relay socket is
+// read by pion's goroutine for it.
+type relayPoller struct{}
+
+func newRelayPoller(*batchGroup) (*relayPoller, error) { return nil, nil }
+
+func (*relayPoller) add(*relayConn) bool { return false }
+func (*relayPoller) remove(*relayConn)   {}
+func (*relayPoller) close()              {}
