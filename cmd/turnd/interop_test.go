@@ -232,8 +232,13 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(srv.out.String(), "draining") {
-		t.Fatal("no draining log line")
+	// /healthz turns 503 the moment the drain starts, just before the log
+	// line is written.
+	for !strings.Contains(srv.out.String(), "draining") {
+		if time.Now().After(deadline) {
+			t.Fatal("no draining log line")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	// A second signal ends the drain at once.
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
