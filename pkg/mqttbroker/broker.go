@@ -143,7 +143,8 @@ func Start(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, er
 		return nil, fmt.Errorf("mqttbroker: %w", err)
 	}
 	if cfg.Store != "" {
-		err := srv.AddHook(new(bolt.Hook), &bolt.Options{
+		h.store = new(bolt.Hook)
+		err := srv.AddHook(h.store, &bolt.Options{
 			Path: cfg.Store, Bucket: "mqttd", Options: &bbolt.Options{Timeout: time.Second},
 		})
 		if err != nil {

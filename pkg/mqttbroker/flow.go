@@ -98,7 +98,9 @@ type flowConn struct {
 	// pending counts QoS 1/2 messages mochi has stored for this client and
 	// not yet handed to Write: they sit in mochi's write channel, which
 	// drops what does not fit (--max-pending-writes) when the client's
-	// writer goroutine falls behind its publishers.
+	// writer goroutine falls behind its publishers. One that mochi takes out
+	// and then refuses to write (too large for the client) never reaches
+	// Write and is counted down by refused instead.
 	pending int
 }
 
@@ -347,6 +349,18 @@ func (c *flowConn) stored() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pending++
+	c.checkCongestion()
+}
+
+// refused is called when mochi's writer has taken a new QoS 1/2 message for
+// this client out of its write channel and will not hand it to Write
+// (OnPacketEncode: too large for the client).
+func (c *flowConn) refused() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending > 0 {
+		c.pending--
+	}
 	c.checkCongestion()
 }
 

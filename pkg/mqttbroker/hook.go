@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -32,6 +33,7 @@ type hook struct {
 	log      *slog.Logger
 	throttle *logThrottle
 	flow     *flowLimits
+	store    mqtt.Hook // the storage hook, nil without --store
 
 	mu      sync.Mutex
 	buckets map[*mqtt.Client]*bucket
@@ -52,6 +54,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSessionEstablished,
 		mqtt.OnPacketRead,
 		mqtt.OnQosPublish,
+		mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
@@ -288,6 +291,49 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) 
 	if fc, ok := cl.Net.Conn.(*flowConn); ok {
 		fc.stored()
 	}
+}
+
+// OnPacketEncode is called when mochi starts to write a packet to cl. A
+// QoS 1/2 message too large for the client's MQTT 5 Maximum Packet Size is
+// then discarded unsent, as it must be [MQTT-3.1.2-25], before it reaches
+// flowConn.Write: it must stop counting as held for cl there (see
+// flowConn.pending). mochi also leaves it in the session's store, where each
+// one takes a place for good (the store is bounded: further messages are
+// then dropped) and is resent, and refused again, when the session
+// resumes; the spec has the broker behave as if it had been delivered, so
+// it is removed from the store here.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || pk.Mods.MaxSize == 0 || !tooLarge(pk) {
+		return pk
+	}
+	if fc, ok := cl.Net.Conn.(*flowConn); ok && !pk.FixedHeader.Dup {
+		fc.refused()
+	}
+	h.discard(cl, pk)
+	return pk
+}
+
+// tooLarge reports whether mochi will refuse to write pk because its
+// encoding exceeds pk.Mods.MaxSize (as mochi's WritePacket measures it).
+func tooLarge(pk packets.Packet) bool {
+	var buf bytes.Buffer
+	if err := pk.PublishEncode(&buf); err != nil {
+		return false // mochi's own encode fails the same way and logs it
+	}
+	return uint32(buf.Len()) > pk.Mods.MaxSize
+}
+
+// discard removes a message mochi will not write to cl from the session's
+// store, as acknowledging it would.
+func (h *hook) discard(cl *mqtt.Client, pk packets.Packet) {
+	if !cl.State.Inflight.Delete(pk.PacketID) {
+		return
+	}
+	atomic.AddInt64(&h.srv.Info.Inflight, -1)
+	if h.store != nil {
+		h.store.OnQosDropped(cl, pk)
+	}
+	h.log.Debug("message discarded: larger than the client's maximum packet size", "client", cl.ID, "max", pk.Mods.MaxSize)
 }
 
 func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {

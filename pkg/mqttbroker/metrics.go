@@ -59,7 +59,10 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server, flow *flowLimits) (
 	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mqttd_queued_messages", Help: "Publishes waiting behind a client's inflight window (--max-inflight), all connections.",
 	}, func() float64 { return float64(flow.queued.Load()) })
-	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, m.panics, queued, newInfoCollector(srv)} {
+	congested := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mqttd_congested_connections", Help: "Connections congested now: publishes to them wait (--queue-wait) until they drain.",
+	}, func() float64 { return float64(flow.congested.Load()) })
+	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, m.panics, queued, congested, newInfoCollector(srv)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
