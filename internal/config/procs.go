@@ -18,7 +18,9 @@ import (
 // adds a P when the process keeps the ones it has busy, and takes one away
 // when it needs fewer, checking every Interval.
 //
-// When the GOMAXPROCS environment variable is set, Run leaves it alone.
+// When the GOMAXPROCS environment variable is set, Run leaves it alone. It
+// adds at most one P per Interval, so a large host under a sudden load takes
+// a few seconds to reach its CPU count; Max is read once, at start.
 type Procs struct {
 	Min      int           // fewest Ps; default 1
 	Max      int           // most Ps; default GOMAXPROCS at start (the CPU count or the container's CPU limit)
@@ -80,7 +82,7 @@ func (p *Procs) Run(ctx context.Context) {
 	}
 	p.defaults()
 	procs := p.Min
-	p.Set(procs)
+	defer p.Set(p.Set(procs)) // given back as it was when ctx ends
 	t := time.NewTicker(p.Interval)
 	defer t.Stop()
 	last, at := p.CPUTime(), time.Now()

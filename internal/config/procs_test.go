@@ -89,6 +89,9 @@ func TestProcsRun(t *testing.T) {
 	if sets[0] != 1 || sets[1] != 2 || sets[2] != 1 {
 		t.Fatalf("GOMAXPROCS set to %v; want 1, 2, 1", sets)
 	}
+	if last := sets[len(sets)-1]; last != 0 { // Set returned 0: what was there before Run
+		t.Fatalf("GOMAXPROCS left at %d when Run ended, want it given back (0)", last)
+	}
 }
 
 func TestProcsRespectsEnvironment(t *testing.T) {

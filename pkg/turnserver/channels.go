@@ -36,6 +36,12 @@ const (
 	pendingBindsMax = 1 << 16          // ChannelBind requests awaiting pion's answer
 	pendingBindTTL  = 30 * time.Second // a request unanswered this long is forgotten
 
+	// Bindings of one allocation the copy holds; more are left to pion
+	// (pion sets no limit). The peer side scans its list per datagram,
+	// so it holds fewer.
+	maxCopiedBinds = 64
+	maxPeerBinds   = 8
+
 	typeChannelBindSuccess = 0x0109
 	typeChannelBindError   = 0x0119
 	attrChannelNumber      = 0x000C
@@ -51,13 +57,15 @@ type binding struct {
 	peer     netip.AddrPort
 	peerNA   *net.UDPAddr
 	rc       *relayConn
-	expires  atomic.Int64 // unix nanoseconds
+	expires  atomic.Int64 // nanoseconds since channels.epoch (monotonic)
 }
 
 // unmap turns an IPv4-mapped IPv6 address into IPv4.
 func unmap(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) }
 
-func (b *binding) live(now int64) bool { return now < b.expires.Load() && !b.rc.closed.Load() }
+func (b *binding) live(now time.Duration) bool {
+	return int64(now) < b.expires.Load() && !b.rc.closed.Load()
+}
 
 type clientKey struct {
 	ln     *packetConn
@@ -78,22 +86,29 @@ type pendingBind struct {
 
 // channels is the copy of pion's UDP channel bindings (see above).
 type channels struct {
-	gen *relayGen
-	m   *Metrics
+	gen   *relayGen
+	m     *Metrics
+	now   func() time.Time
+	epoch time.Time // expiries count from here, on the monotonic clock
 
 	mu      sync.RWMutex
 	binds   map[chanKey]*binding
+	byRelay map[*relayConn][]chanKey // the keys in binds of each relay socket
 	allocs  map[clientKey]*relayConn
 	pending map[[12]byte]pendingBind
 	swept   time.Time // pending last cleared of requests pion never answered
 }
 
-func newChannels(gen *relayGen, m *Metrics) *channels {
+func newChannels(gen *relayGen, m *Metrics, now func() time.Time) *channels {
 	return &channels{
-		gen: gen, m: m,
-		binds: map[chanKey]*binding{}, allocs: map[clientKey]*relayConn{}, pending: map[[12]byte]pendingBind{},
+		gen: gen, m: m, now: now, epoch: now(),
+		binds: map[chanKey]*binding{}, byRelay: map[*relayConn][]chanKey{},
+		allocs: map[clientKey]*relayConn{}, pending: map[[12]byte]pendingBind{},
 	}
 }
+
+// since is the time on the copy's clock.
+func (cs *channels) since() time.Duration { return cs.now().Sub(cs.epoch) }
 
 // allocated records that pion gave the UDP client on ln the relay socket
 // on relay's port.
@@ -119,11 +134,12 @@ func (cs *channels) dropRelay(k clientKey, rc *relayConn) {
 	if cs.allocs[k] == rc {
 		delete(cs.allocs, k)
 	}
-	for ck, b := range cs.binds {
-		if b.rc == rc {
+	for _, ck := range cs.byRelay[rc] {
+		if b := cs.binds[ck]; b != nil && b.rc == rc {
 			delete(cs.binds, ck)
 		}
 	}
+	delete(cs.byRelay, rc)
 }
 
 // request notes a ChannelBind request that passed the filter on its way to
@@ -147,24 +163,26 @@ func (cs *channels) request(ln *packetConn, src net.Addr, frame []byte, now time
 	if err != nil {
 		return
 	}
+	k := clientKey{ln, unmap(ua.AddrPort())}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if len(cs.pending) >= pendingBindsMax || now.Sub(cs.swept) > pendingBindTTL {
-		// pion answers nothing to a ChannelBind without an allocation.
+	if cs.allocs[k] == nil {
+		// pion answers nothing to a ChannelBind without an allocation: a
+		// request that can never bind is not kept.
+		return
+	}
+	if now.Sub(cs.swept) > pendingBindTTL {
 		cs.swept = now
-		for k, p := range cs.pending {
+		for tid, p := range cs.pending {
 			if now.Sub(p.at) > pendingBindTTL {
-				delete(cs.pending, k)
+				delete(cs.pending, tid)
 			}
 		}
-		if len(cs.pending) >= pendingBindsMax {
-			return // pion still binds the channel; only the shortcut is missed
-		}
 	}
-	cs.pending[tid] = pendingBind{
-		clientKey: clientKey{ln, unmap(ua.AddrPort())},
-		num:       binary.BigEndian.Uint16(num), peer: unmap(peer), at: now,
+	if len(cs.pending) >= pendingBindsMax {
+		return // pion still binds the channel; only the shortcut is missed
 	}
+	cs.pending[tid] = pendingBind{clientKey: k, num: binary.BigEndian.Uint16(num), peer: unmap(peer), at: now}
 }
 
 // isChannelBindAnswer reports whether frame is a ChannelBind success or
@@ -203,10 +221,14 @@ func (cs *channels) answered(ln *packetConn, dst net.Addr, frame []byte, now tim
 	if rc == nil || rc.closed.Load() {
 		return
 	}
-	exp := now.Add(bindTTL - bindMargin).UnixNano()
+	exp := int64(now.Sub(cs.epoch) + bindTTL - bindMargin)
 	k := chanKey{p.clientKey, p.num}
 	if b := cs.binds[k]; b != nil && b.rc == rc && b.peer == p.peer {
 		b.expires.Store(exp)
+		rc.addBinding(b) // back on the peer side if a rebinding had taken it off
+		return
+	}
+	if len(cs.byRelay[rc]) >= maxCopiedBinds {
 		return
 	}
 	b := &binding{
@@ -214,6 +236,9 @@ func (cs *channels) answered(ln *packetConn, dst net.Addr, frame []byte, now tim
 		peer: p.peer, peerNA: net.UDPAddrFromAddrPort(p.peer), rc: rc,
 	}
 	b.expires.Store(exp)
+	if _, had := cs.binds[k]; !had {
+		cs.byRelay[rc] = append(cs.byRelay[rc], k)
+	}
 	cs.binds[k] = b
 	rc.addBinding(b)
 }
@@ -226,20 +251,21 @@ func (cs *channels) fromClient(ln *packetConn, src net.Addr, frame []byte) bool 
 		return false
 	}
 	n := int(binary.BigEndian.Uint16(frame[2:4]))
-	if 4+n > len(frame) {
-		return false // pion counts and drops it
+	if 4+n > len(frame) || len(frame) >= batchMTU {
+		return false // pion drops it: short, or too long for its buffer
 	}
 	k := chanKey{clientKey{ln, unmap(ua.AddrPort())}, binary.BigEndian.Uint16(frame)}
 	cs.mu.RLock()
 	b := cs.binds[k]
 	cs.mu.RUnlock()
-	if b == nil || !b.live(ln.f.now().UnixNano()) {
+	if b == nil || !b.live(cs.since()) {
 		return false
 	}
 	// A refusal (the policy, a closed socket) is counted by WriteTo; pion
 	// would drop the datagram too.
-	_, _ = b.rc.WriteTo(frame[4:4+n], b.peerNA)
-	cs.m.fast.Inc()
+	if _, err := b.rc.WriteTo(frame[4:4+n], b.peerNA); err == nil {
+		cs.m.fast.Inc()
+	}
 	return true
 }
 
@@ -257,7 +283,7 @@ func (rc *relayConn) toClient(data []byte, ap netip.AddrPort) bool {
 			break
 		}
 	}
-	if b == nil || !b.live(rc.f.now().UnixNano()) {
+	if b == nil || !b.live(b.ln.chans.since()) {
 		return false
 	}
 	var hdr [4]byte
@@ -277,10 +303,16 @@ func (rc *relayConn) addBinding(b *binding) {
 	var next []*binding
 	if old := rc.binds.Load(); old != nil {
 		for _, x := range *old {
+			if x == b {
+				return // there already
+			}
 			if x.num != b.num && x.peer != b.peer {
 				next = append(next, x)
 			}
 		}
+	}
+	if len(next) >= maxPeerBinds {
+		return // the peer side of this one stays with pion
 	}
 	next = append(next, b)
 	rc.binds.Store(&next)

@@ -214,7 +214,7 @@ func FuzzChannels(f *testing.F) {
 	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4000}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fl := fuzzFilter()
-		cs := newChannels(&relayGen{f: fl}, fl.m)
+		cs := newChannels(&relayGen{f: fl}, fl.m, fl.now)
 		ln := &packetConn{f: fl, chans: cs}
 		cs.request(ln, src, b, fl.now())
 		if isChannelBindAnswer(b) {
@@ -228,8 +228,8 @@ func FuzzChannels(f *testing.F) {
 		if cs.fromClient(ln, src, b) {
 			t.Fatal("relayed a frame with no allocation known")
 		}
-		if len(cs.binds) != 0 {
-			t.Fatal("a binding was installed with no allocation known")
+		if len(cs.binds) != 0 || len(cs.pending) != 0 {
+			t.Fatal("a request was kept or a binding installed with no allocation known")
 		}
 	})
 }

@@ -276,6 +276,14 @@ func (c *relayConn) readSlow(p []byte) (int, net.Addr, error) {
 	select {
 	case d := <-c.slow:
 		return copy(p, d.b), net.UDPAddrFromAddrPort(d.from), nil
+	default:
+	}
+	// Nothing waiting: what pion wrote from here goes out before it waits,
+	// as batchConn.ReadFrom does.
+	c.f.batch.flush()
+	select {
+	case d := <-c.slow:
+		return copy(p, d.b), net.UDPAddrFromAddrPort(d.from), nil
 	case <-c.stop:
 		return 0, nil, fmt.Errorf("turnserver: read: %w", net.ErrClosed)
 	}

@@ -3,6 +3,7 @@ package turnserver
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -30,8 +31,11 @@ type relayPoller struct {
 	raw  syscall.RawConn
 	epfd int
 
-	mu    sync.Mutex
-	conns map[int32]*polled // by the socket's descriptor
+	log *slog.Logger
+
+	mu     sync.Mutex
+	closed bool              // epfd is closed (or about to be): no more epoll_ctl
+	conns  map[int32]*polled // by the socket's descriptor
 	// What rounds work with, made once (a closure per call escapes).
 	events []unix.EpollEvent
 	msgs   []udpbatch.Msg
@@ -46,7 +50,7 @@ type polled struct {
 	fd int32
 }
 
-func newRelayPoller(g *batchGroup) (*relayPoller, error) {
+func newRelayPoller(g *batchGroup, log *slog.Logger) (*relayPoller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("turnserver: epoll: %w", err)
@@ -62,7 +66,7 @@ func newRelayPoller(g *batchGroup) (*relayPoller, error) {
 		return nil, fmt.Errorf("turnserver: epoll: %w", err)
 	}
 	p := &relayPoller{
-		g: g, file: f, raw: raw, epfd: epfd, conns: map[int32]*polled{},
+		g: g, file: f, raw: raw, epfd: epfd, log: log, conns: map[int32]*polled{},
 		events: make([]unix.EpollEvent, 64), msgs: make([]udpbatch.Msg, relayBatch),
 		done: make(chan struct{}),
 	}
@@ -93,6 +97,12 @@ func (p *relayPoller) add(rc *relayConn) bool {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: fd}
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		// Close marks rc closed before it calls remove, which waits for
+		// p.mu: a socket closing now is not added behind its back.
+		if p.closed || rc.closed.Load() {
+			cerr = net.ErrClosed
+			return
+		}
 		if cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(d), &ev); cerr == nil {
 			p.conns[fd] = &polled{rc: rc, pc: pc, fd: fd}
 		}
@@ -115,7 +125,9 @@ func (p *relayPoller) remove(rc *relayConn) {
 		defer p.mu.Unlock()
 		if q := p.conns[int32(d)]; q != nil && q.rc == rc {
 			delete(p.conns, int32(d))
-			_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(d), nil)
+			if !p.closed {
+				_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(d), nil)
+			}
 		}
 	})
 }
@@ -132,7 +144,11 @@ func (p *relayPoller) serve(uintptr) bool {
 	for {
 		n, err := epollWait(p.epfd, p.events)
 		if err != nil {
-			return true // the descriptor closed: the server is closing
+			// Not reached while the descriptor is open (it is closed only
+			// after serve returns). Sockets already handed over would wait
+			// for a poller that is gone, so say so loudly.
+			p.log.Error("relay poller stopped: ChannelData from peers is no longer relayed", "err", err)
+			return true
 		}
 		if n == 0 {
 			p.g.flush()
@@ -155,8 +171,12 @@ func (p *relayPoller) serve(uintptr) bool {
 func (p *relayPoller) read(q *polled) {
 	n, err := q.pc.TryRead(p.msgs)
 	if err != nil {
-		if errors.Is(err, net.ErrClosed) {
-			p.remove(q.rc)
+		if errors.Is(err, net.ErrClosed) { // closing: the kernel left the set with the descriptor
+			p.mu.Lock()
+			if p.conns[q.fd] == q {
+				delete(p.conns, q.fd)
+			}
+			p.mu.Unlock()
 		}
 		return
 	}
@@ -187,6 +207,9 @@ func (p *relayPoller) close() {
 	if p == nil {
 		return
 	}
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	_ = p.file.Close()
 	<-p.done
 }

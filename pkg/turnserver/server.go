@@ -209,7 +209,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 		AuthHandler:   f.auth.Handler,
 		LoggerFactory: pionlog.Factory{Log: log},
 	}
-	chans := newChannels(gen, m)
+	chans := newChannels(gen, m, cfg.Now)
 	for _, c := range s.udp {
 		pc.PacketConnConfigs = append(pc.PacketConnConfigs, turn.PacketConnConfig{
 			PacketConn: &packetConn{PacketConn: batched(c, gen.batch, listenBatch), f: f, chans: chans}, RelayAddressGenerator: gen, PermissionHandler: perm,
@@ -225,7 +225,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 			Listener: &listener{Listener: l, f: f, network: "tls", conns: s.conns, idle: cfg.TCPIdle}, RelayAddressGenerator: gen, PermissionHandler: perm,
 		})
 	}
-	if gen.poller, err = newRelayPoller(f.batch); err != nil {
+	if gen.poller, err = newRelayPoller(f.batch, log); err != nil {
 		log.Warn("relay sockets read one goroutine each", "err", err)
 	}
 	s.poller = gen.poller
