@@ -2,7 +2,9 @@
 # turnd beside coturn in one run, on loopback, ROUNDS interleaved rounds (the
 # server that goes first alternates), medians and the turnd/coturn ratio.
 #   - flood, 100 B and 1200 B: turnutils_uclient, UCLIENT_CLIENTS clients in
-#     channel mode, each sending UCLIENT_MSGS messages with no pause to a
+#     channel mode, each sending UCLIENT_MSGS (10000: floods of 5-10 s;
+#     at 4000 a flood was mostly uclient's ramp and read half the steady
+#     rate, with 3x spread between rounds) messages with no pause to a
 #     turnutils_peer echo. Reported: packets/s echoed back to the clients
 #     (over the seconds they flowed, from the arrival times of uclient's
 #     once-a-second lines), the same in Mbit/s of payload, and loss
@@ -20,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 UCLIENT_CLIENTS=${UCLIENT_CLIENTS:-10}
-UCLIENT_MSGS=${UCLIENT_MSGS:-4000}
+UCLIENT_MSGS=${UCLIENT_MSGS:-10000}
 ALLOC_WORKERS=${ALLOC_WORKERS:-8}
 ALLOC_SECONDS=${ALLOC_SECONDS:-3}
 for t in turnserver turnutils_uclient turnutils_peer; do

@@ -30,7 +30,6 @@ type options struct {
 	port, tlsPort         int
 	noUDP, noTCP          bool
 	sockets               int
-	procs                 int
 	tlsCert, tlsKey       string
 	realm                 string
 	usersFile             string
@@ -56,7 +55,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&o.noUDP, "no-udp", false, "do not serve TURN over UDP")
 	fs.BoolVar(&o.noTCP, "no-tcp", false, "do not serve TURN over TCP")
 	fs.IntVar(&o.sockets, "sockets", 0, "UDP sockets per address sharing the port with SO_REUSEPORT (0: one per CPU)")
-	fs.IntVar(&o.procs, "procs", 0, "Go scheduler Ps (GOMAXPROCS): 0 adapts them to the load on Linux and macOS, from 1 up to the CPU count, checked every second (fewer Ps, fewer thread wake-ups per packet; elsewhere Go's default); N fixes them. The GOMAXPROCS environment variable wins")
 	fs.IntVar(&o.tlsPort, "tls-port", 5349, "TURN-over-TLS port (served when --tls-cert and --tls-key are set)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate chain file (PEM)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
@@ -89,9 +87,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the --procs goroutine with run
-	config.ApplyProcs(ctx, o.procs, log)
 	reg := adminhttp.NewRegistry()
 	// The admin listener starts first so its port is known to the peer
 	// policy (a relay must never reach it); /healthz fails until the server runs.
@@ -178,8 +173,8 @@ func (o *options) serverConfig() (turnserver.Config, error) {
 	if o.realm == "" {
 		return cfg, errors.New("--realm must not be empty")
 	}
-	if o.maxPerUser < 0 || o.maxAllocs < 0 || o.bandwidth < 0 || o.sockets < 0 || o.procs < 0 || o.maxTCP < 0 || o.tcpIdle < 0 {
-		return cfg, errors.New("quotas, --max-bandwidth, --max-tcp-conns, --tcp-idle, --sockets and --procs must not be negative")
+	if o.maxPerUser < 0 || o.maxAllocs < 0 || o.bandwidth < 0 || o.sockets < 0 || o.maxTCP < 0 || o.tcpIdle < 0 {
+		return cfg, errors.New("quotas, --max-bandwidth, --max-tcp-conns, --tcp-idle and --sockets must not be negative")
 	}
 	for _, s := range splitList(o.listen) {
 		a, err := parseAddr("listen", s)
