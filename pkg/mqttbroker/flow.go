@@ -108,6 +108,15 @@ func newFlowConn(c net.Conn, lim *flowLimits) *flowConn {
 	return &flowConn{Conn: c, lim: lim, window: lim.window, raw: newRawWriter(c)}
 }
 
+// Read is mochi's read of the connection: with raw system calls on a
+// plain socket (rawwrite_unix.go), through net.Conn otherwise.
+func (c *flowConn) Read(p []byte) (int, error) {
+	if c.raw.ok() {
+		return c.raw.read(p)
+	}
+	return c.Conn.Read(p)
+}
+
 // setSession applies the client's protocol version and, for MQTT 5, its
 // Receive Maximum (0: not given) once CONNECT has been read.
 func (c *flowConn) setSession(v5 bool, receiveMax uint16) {

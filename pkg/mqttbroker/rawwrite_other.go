@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !linux
 
 package mqttbroker
 
@@ -12,3 +12,5 @@ func newRawWriter(net.Conn) rawWriter { return rawWriter{} }
 func (rawWriter) ok() bool { return false }
 
 func (rawWriter) writeNow([][]byte) (int, error) { return 0, nil }
+
+func (rawWriter) read([]byte) (int, error) { return 0, net.ErrClosed }
