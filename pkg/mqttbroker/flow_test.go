@@ -79,20 +79,7 @@ func TestFlowConnSocketWrite(t *testing.T) {
 		{"reader stalls", true, 1000, 16000}, // more than loopback buffers hold
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			peer, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer peer.Close()
-			conn, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
+			conn, peer := tcpPair(t)
 			lim := &flowLimits{window: 16, maxQueued: 1 << 16, maxBytes: 1 << 30}
 			fc := newFlowConn(conn, lim)
 			if !fc.raw.ok() {
@@ -157,4 +144,25 @@ func varint(n int) []byte {
 			return b
 		}
 	}
+}
+
+// tcpPair is both ends of a loopback TCP connection, closed with the test.
+func tcpPair(t *testing.T) (accepted, dialed net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialed, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dialed.Close() })
+	accepted, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = accepted.Close() })
+	return accepted, dialed
 }

@@ -3,7 +3,6 @@ package mqttbroker
 import (
 	"errors"
 	"io"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -13,20 +12,7 @@ import (
 // still reports what net.Conn would: the bytes, a passed deadline, and
 // io.EOF when the peer closes.
 func TestRawRead(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, peer := tcpPair(t)
 	fc := newFlowConn(c, &flowLimits{window: 1, maxQueued: 1, maxBytes: 1 << 10, maxPending: 1})
 	defer fc.Close()
 	if !fc.raw.ok() {

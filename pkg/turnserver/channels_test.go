@@ -57,6 +57,18 @@ func readFrom(t *testing.T, c net.PacketConn) ([]byte, net.Addr) {
 	return b[:n], from
 }
 
+// clientRead reads one datagram on the raw client's socket.
+func clientRead(t *testing.T, r *rawClient) []byte {
+	t.Helper()
+	_ = r.conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // bounds a broken test only
+	b := make([]byte, 2048)
+	n, err := r.conn.Read(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:n]
+}
+
 // nothingQueued asserts that c has no datagram waiting (the caller has
 // made sure that anything sent before would have arrived).
 func nothingQueued(t *testing.T, c net.PacketConn) {
@@ -117,14 +129,8 @@ func TestChannelShortcut(t *testing.T) {
 		if _, err := peer.WriteTo(answer, relay); err != nil {
 			t.Fatal(err)
 		}
-		_ = r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		b := make([]byte, 2048)
-		n, err := r.conn.Read(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := channelFrame(num, answer); !bytes.Equal(b[:n], want) {
-			t.Fatalf("client got % x, want % x", b[:n], want)
+		if got, want := clientRead(t, r), channelFrame(num, answer); !bytes.Equal(got, want) {
+			t.Fatalf("client got % x, want % x", got, want)
 		}
 	}
 
@@ -148,15 +154,10 @@ func TestChannelShortcut(t *testing.T) {
 			if _, err := other.WriteTo([]byte(data), relay); err != nil {
 				t.Fatal(err)
 			}
-			_ = r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			b := make([]byte, 2048)
-			n, err := r.conn.Read(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := &stun.Message{Raw: b[:n]}
+			b := clientRead(t, r)
+			m := &stun.Message{Raw: b}
 			if err := m.Decode(); err != nil || m.Type != stun.NewType(stun.MethodData, stun.ClassIndication) {
-				t.Fatalf("client got % x (%v), want a Data indication", b[:n], err)
+				t.Fatalf("client got % x (%v), want a Data indication", b, err)
 			}
 			if v, err := m.Get(stun.AttrData); err != nil || string(v) != data {
 				t.Fatalf("Data indication carries %q (%v), want %q", v, err, data)
