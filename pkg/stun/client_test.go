@@ -89,4 +89,8 @@ func TestSNTP(t *testing.T) {
 	if resp.Stratum != 1 {
 		t.Errorf("stratum %d", resp.Stratum)
 	}
+	// The dispersion is an error bound: it must not claim less than 10 ms.
+	if d := resp.RootDispersion; d < 10*time.Millisecond || d > 11*time.Millisecond {
+		t.Errorf("root dispersion %s, want 10 ms rounded up", d)
+	}
 }

@@ -42,8 +42,10 @@ func sntpAnswer(out, req []byte, recv, now time.Time) ([]byte, error) {
 	out[1] = 1         // stratum 1
 	out[2] = req[2]    // poll
 	out[3] = 0xEC      // precision 2^-20
-	// root delay 0; root dispersion about 10 ms (in 16.16 seconds)
-	binary.BigEndian.PutUint32(out[8:12], 655)
+	// root delay 0; root dispersion 10 ms in 16.16 seconds, rounded up
+	// (656/65536 s = 10.01 ms): a dispersion is an error bound, and 655
+	// would claim 9.99 ms, less than the 10 ms we mean.
+	binary.BigEndian.PutUint32(out[8:12], 656)
 	copy(out[12:16], "LOCL")
 	binary.BigEndian.PutUint64(out[16:24], ntpTime(now.Truncate(time.Second)))
 	copy(out[24:32], req[40:48]) // origin = client's transmit time
