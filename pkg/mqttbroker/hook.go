@@ -290,6 +290,19 @@ func (h *hook) recovered(conn net.Conn, r any) {
 	}
 }
 
+// disconnectListener tells every open client of listener id that the server
+// is shutting down and stops it. It replaces mochi's closeListenerClients,
+// whose Clients.GetByListener takes the clients' read lock twice (through
+// Clients.Len): a client connecting or leaving in between queues for the
+// write lock and the shutdown deadlocks. GetAll takes it once.
+func (h *hook) disconnectListener(id string) {
+	for _, cl := range h.srv.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = h.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
 // OnQosPublish counts a QoS 1/2 message mochi stored for cl and is about to
 // put in its write channel (see flowConn.pending).
 func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {

@@ -148,7 +148,10 @@ func (l *listener) untrack(c net.Conn) {
 	c.Close()
 }
 
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// Close stops accepting, disconnects the listener's clients and waits for
+// their connections to end. mochi's closeClients is not used: see
+// hook.disconnectListener.
+func (l *listener) Close(_ listeners.CloseFn) {
 	l.mu.Lock()
 	already := l.closed
 	l.closed = true
@@ -164,7 +167,7 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	if l.ln != nil {
 		l.ln.Close()
 	}
-	closeClients(l.id)
+	l.hook.disconnectListener(l.id)
 	l.mu.Lock()
 	for c := range l.conns {
 		c.Close()
