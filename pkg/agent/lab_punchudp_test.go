@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,5 +184,48 @@ func raceOnce(t *testing.T, from, to *agenttest.Agent, want string) {
 		if got := d[lost+" lost"] - before[la][lost+" lost"]; got != 1 {
 			t.Errorf("agent_punch_total{%s,lost} went up by %v, want 1", lost, got)
 		}
+	}
+}
+
+// TestLabPunchUDPLateSide: between two sequential symmetric NATs, one side
+// sends its first UDP punch 200 ms after the meeting time (five times the
+// one-way delay). The other side's datagrams reach the late side's NAT
+// first and its flows are mapped around them, so that punch cannot meet:
+// it must give up once nothing is heard and the connect must punch again
+// with fresh ports, and succeed, whichever side was late.
+func TestLabPunchUDPLateSide(t *testing.T) {
+	for _, late := range []string{"initiator", "responder"} {
+		t.Run(late+" late", func(t *testing.T) {
+			a, b, _, _ := udpPunchLab(t, natlab.SymmetricSequential, natlab.SymmetricSequential, nil)
+			var first atomic.Bool
+			first.Store(true)
+			lateSide := b
+			if late == "initiator" {
+				lateSide = a
+			}
+			agent.SetUDPPunchLate(lateSide.Agent, func() time.Duration {
+				if first.Swap(false) {
+					return 200 * time.Millisecond
+				}
+				return 0
+			})
+			p := connect(t, a, b, node.KindPunch)
+			if got := punchTransport(p.Report); got != "udp" {
+				t.Errorf("punch phase transport %q, want udp (%+v)", got, p.Report.Phases)
+			}
+			if got := counterOf(t, a, "agent_punch_retries_total", nil); got != 1 {
+				t.Errorf("agent_punch_retries_total = %v, want 1", got)
+			}
+			if got := counterOf(t, a, "agent_punch_total", map[string]string{"transport": "udp", "result": "failed"}); got != 1 {
+				t.Errorf("agent_punch_total{udp,failed} = %v, want 1 (the first punch)", got)
+			}
+			select {
+			case extra := <-b.Inbound:
+				extra.Close()
+				t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
+			case <-time.After(time.Second):
+			}
+			metricstest.Lint(t, a.Reg, "agent")
+		})
 	}
 }

@@ -42,14 +42,18 @@ const (
 )
 
 type punchStrategy struct {
-	a      *Agent
-	slots  chan struct{} // responder punches under way
-	limit  *node.RateLimiter
-	offers *prometheus.CounterVec // agent_punch_offers_total{result}
-	legs   *prometheus.CounterVec // agent_punch_total{transport,result} (punchudp.go)
-	ctx    context.Context        // ends when the agent closes
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	a       *Agent
+	slots   chan struct{} // responder punches under way
+	limit   *node.RateLimiter
+	offers  *prometheus.CounterVec // agent_punch_offers_total{result}
+	legs    *prometheus.CounterVec // agent_punch_total{transport,result} (punchudp.go)
+	retries prometheus.Counter     // agent_punch_retries_total
+	// udpLate, when set (tests), moves our UDP punch datagrams this much
+	// after the meeting time: a side that is late.
+	udpLate func() time.Duration
+	ctx     context.Context // ends when the agent closes
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu      sync.Mutex
 	closed  bool
@@ -86,13 +90,18 @@ func newPunchStrategy(a *Agent) (*punchStrategy, error) {
 		limit: node.NewRateLimiter(1, 5, 4096),
 		offers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_punch_offers_total",
 			Help: "Peers' PUNCH offers by result: ok (punched a pipe), failed, refused (bad, unsafe or ruled out by the plan), limited."}, []string{"result"}),
-		pending: map[string]pendingPunch{}, echoes: map[string]chan struct{}{}, rtt: map[string]time.Duration{}, peerUnc: map[string]time.Duration{}}
+		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "agent_punch_retries_total",
+			Help: "Connects whose UDP punch went alone, heard nothing from the peer and was tried again with fresh ports."}),
+		pending: map[string]pendingPunch{}, echoes: map[string]chan struct{}{},
+		rtt: map[string]time.Duration{}, peerUnc: map[string]time.Duration{}}
 	for _, r := range []string{offerOK, offerFailed, offerRefused, offerLimited} {
 		p.offers.WithLabelValues(r)
 	}
 	if a.cfg.Registry != nil {
-		if err := a.cfg.Registry.Register(p.offers); err != nil {
-			return nil, fmt.Errorf("agent: metrics: %w", err)
+		for _, c := range []prometheus.Collector{p.offers, p.retries} {
+			if err := a.cfg.Registry.Register(c); err != nil {
+				return nil, fmt.Errorf("agent: metrics: %w", err)
+			}
 		}
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -146,8 +155,34 @@ func (*punchStrategy) SignalTypes() []signal.Type {
 	return []signal.Type{signal.TypePunch, signal.TypeEcho}
 }
 
-// Connect sends the offer, waits for the answer and punches.
+// minRetryLeft is the time a connect must have left for a second punch:
+// a STUN round, the offer's round trip and the meeting lead, then Quiet.
+const minRetryLeft = 3 * time.Second
+
+// Connect sends the offer, waits for the answer and punches. A UDP punch
+// that went alone and heard nothing from the peer is tried once more with
+// fresh sockets and predictions, if the connect's deadline leaves time.
 func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.SecureConn, error) {
+	sc, err := p.connect(ctx, at)
+	if err == nil || !errors.Is(err, punch.ErrQuiet) {
+		return sc, err
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < minRetryLeft {
+		return nil, err
+	}
+	p.retries.Inc()
+	p.a.cfg.Log.Info("punch: no datagram from the peer; trying again with fresh ports", "peer", at.To.NodeID, "err", err)
+	again := at
+	again.PipeID = node.NewPipeID() // signalling takes one PUNCH per pipe id and sender
+	sc, err2 := p.connect(ctx, again)
+	if err2 != nil {
+		return nil, fmt.Errorf("second punch: %w (first: %w)", err2, err)
+	}
+	return sc, nil
+}
+
+// connect is one punch: offer, answer, and the legs at the meeting time.
+func (p *punchStrategy) connect(ctx context.Context, at node.Attempt) (*node.SecureConn, error) {
 	f := p.plan(at.Mine, at.To)
 	mine, peer := f.m4, f.t4
 	local := netip.AddrPortFrom(mine.NIC, uint16(p.a.cfg.Port))
@@ -227,7 +262,9 @@ func (p *punchStrategy) Connect(ctx context.Context, at node.Attempt) (*node.Sec
 	if l, ok := f.leg6(p.a.cfg.Port, ans.Targets6); ok {
 		legs = append(legs, l)
 	}
-	return p.run(ctx, at.Peer, at.PipeID, legs, meet, pairUDP(leg, ans.UDP))
+	udp := pairUDP(leg, ans.UDP)
+	udp.setQuiet(ck.Uncertainty(), ans.ClockUncertainty(), took)
+	return p.run(ctx, at.Peer, at.PipeID, legs, meet, udp)
 }
 
 // send sends a PUNCH message with our address.
@@ -502,7 +539,9 @@ func (p *punchStrategy) respond(m *signal.Message, from peeraddr.Address, o punc
 		leg.close()
 		return err
 	}
-	sc, err := p.run(ctx, m.From, m.PipeID, legs, meet, pairUDP(leg, o.UDP))
+	udp := pairUDP(leg, o.UDP)
+	udp.setQuiet(unc, o.ClockUncertainty(), 2*oneWay)
+	sc, err := p.run(ctx, m.From, m.PipeID, legs, meet, udp)
 	if err != nil {
 		return err
 	}

@@ -173,7 +173,25 @@ func (p *punchStrategy) prepareUDP(ctx context.Context, mine, peer peeraddr.Bloc
 type udpRun struct {
 	leg     *udpLeg
 	targets []netip.AddrPort
-	anyPort bool // the peer's NAT picks unpredictable ports
+	anyPort bool          // the peer's NAT picks unpredictable ports
+	quiet   time.Duration // punch.UDPConfig.Quiet: set when UDP goes alone
+}
+
+// udpQuietBase is the part of a UDP-alone punch's Quiet that is not clock
+// uncertainty or round trip: time for both sides' first datagrams to cross.
+const udpQuietBase = time.Second
+
+// setQuiet sets how long after the meeting a UDP punch that goes alone
+// waits for the peer's first datagram before it gives up so the connect can try
+// again with fresh ports: a symmetric NAT that gets the peer's datagrams
+// before it has sent its own (one side was late by more than the one-way
+// delay) maps its own flows to other ports than the predicted ones (Linux
+// conntrack, as in the lab, steps around the tuples those datagrams
+// took), and that punch never meets however long it runs.
+func (u *udpRun) setQuiet(unc, peerUnc, rtt time.Duration) {
+	if u.alone() {
+		u.quiet = udpQuietBase + unc + peerUnc + rtt
+	}
 }
 
 // alone says the TCP leg must not run beside this one.
@@ -305,8 +323,12 @@ func (p *punchStrategy) race(ctx context.Context, peer [identity.KeySize]byte, p
 	}
 	running := len(legs)
 	if udp != nil {
+		at := meet
+		if p.udpLate != nil {
+			at = at.Add(p.udpLate())
+		}
 		cfg := punch.UDPConfig{Socket: udp.leg.sock, PipeID: pipeID, Targets: udp.targets, AnyPort: udp.anyPort,
-			Initiator: initiator, At: meet, Now: p.a.clock.Now, Log: log}
+			Initiator: initiator, At: at, Quiet: udp.quiet, Now: p.a.clock.Now, Log: log}
 		running++
 		go func() {
 			st, err := punch.RunUDP(pctx, cfg, secure(PunchUDP))

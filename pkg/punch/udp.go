@@ -45,6 +45,10 @@ const (
 	maxDatagram = 1500
 )
 
+// ErrQuiet is ErrNoConnection when UDPConfig.Quiet passed without a punch
+// datagram from the peer.
+var ErrQuiet = fmt.Errorf("%w: nothing heard from the peer", ErrNoConnection)
+
 // UDPSocket is one punch's UDP socket with its QUIC transport.
 type UDPSocket struct {
 	pc   net.PacketConn
@@ -161,6 +165,12 @@ type UDPConfig struct {
 	Burst  int
 	Gap    time.Duration
 	Window time.Duration
+	// Quiet, when set, ends the punch early (ErrNoConnection, Heard 0)
+	// if no punch datagram has come from the peer Quiet after At: a
+	// punch whose datagrams will never meet can then be tried again
+	// with fresh ports inside the time Window would take. 0: run the
+	// whole Window.
+	Quiet time.Duration
 	// Idle is the QUIC idle timeout of the pipe (0: 30 s).
 	Idle time.Duration
 	Log  *slog.Logger
@@ -248,6 +258,18 @@ func RunUDP(ctx context.Context, cfg UDPConfig, found func(net.Conn) bool) (UDPS
 	}
 	var mu sync.Mutex
 	count := func(f func(*UDPStats)) { mu.Lock(); f(&st); mu.Unlock() }
+	quiet := false // Quiet passed with nothing heard
+	if cfg.Quiet > 0 {
+		stop := time.AfterFunc(cfg.At.Add(cfg.Quiet).Sub(cfg.Now()), func() {
+			mu.Lock()
+			quiet = st.Heard == 0
+			mu.Unlock()
+			if quiet {
+				cancel()
+			}
+		})
+		defer stop.Stop()
+	}
 	msg := append([]byte(punchMagic), cfg.PipeID...)
 	send := func(to netip.AddrPort) {
 		if _, err := s.tr.WriteTo(msg, net.UDPAddrFromAddrPort(to)); err == nil {
@@ -403,6 +425,12 @@ loop:
 	if kept == nil {
 		if err := parent.Err(); err != nil {
 			return st, fmt.Errorf("punch: udp: %w", err)
+		}
+		mu.Lock()
+		q := quiet
+		mu.Unlock()
+		if q {
+			return st, fmt.Errorf("%w %s after the meeting (udp: %s)", ErrQuiet, cfg.Quiet, st)
 		}
 		return st, fmt.Errorf("%w (udp: %s)", ErrNoConnection, st)
 	}
