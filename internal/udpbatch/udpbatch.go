@@ -38,5 +38,5 @@ func New(c *net.UDPConn, batch int) *Conn {
 	return b
 }
 
-// UDPConn is the socket.
-func (b *Conn) UDPConn() *net.UDPConn { return b.c }
+// LocalAddr is the socket's address.
+func (b *Conn) LocalAddr() net.Addr { return b.c.LocalAddr() }

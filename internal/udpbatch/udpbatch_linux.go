@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -38,21 +40,46 @@ func newHalf(n int) half {
 }
 
 type sys struct {
-	rc   syscall.RawConn
-	err  error // the socket could not be used raw: every call fails with it
-	v6   bool  // an AF_INET6 socket (IPv4 peers are v4-mapped)
+	rc   syscall.RawConn // a socket in Go's poller, or
+	det  *detached       // one taken out of it (detach_linux.go)
+	err  error           // the socket could not be used raw: every call fails with it
+	v6   bool            // an AF_INET6 socket (IPv4 peers are v4-mapped)
 	r, w half
 	// The functions rc.Read and rc.Write call, made once (a closure made
 	// per call escapes to the heap), with their arguments and results.
 	recv, send     func(fd uintptr) bool
 	tryRecv        func(fd uintptr) bool // recv that never waits
+	waitRecv       func(fd uintptr) bool // recv on det, called by its epoll instance's Read
 	rwant, rgot    int
 	wwant, wgot    int
 	rerrno, werrno syscall.Errno
+	rclosed        bool // waitRecv found det closed
+	// WriteTo's one-datagram sends, from any goroutine.
+	omu     sync.Mutex
+	one     half
+	ogot    int
+	oerrno  syscall.Errno
+	sendOne func(fd uintptr) bool
 }
 
 func (s *sys) init(c *net.UDPConn, batch int) {
-	s.r, s.w = newHalf(batch), newHalf(batch)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		s.err = fmt.Errorf("udpbatch: %w", err)
+		return
+	}
+	s.rc = rc
+	s.setup(batch)
+}
+
+func (s *sys) initDetached(d *detached, batch int) {
+	s.det = d
+	s.setup(batch)
+}
+
+// setup makes the buffers and calls and learns the socket's family.
+func (s *sys) setup(batch int) {
+	s.r, s.w, s.one = newHalf(batch), newHalf(batch), newHalf(1)
 	s.recv = func(fd uintptr) bool {
 		s.rgot, s.rerrno = 0, 0
 		return mmsg(unix.SYS_RECVMMSG, fd, s.r.hdrs, s.rwant, &s.rgot, &s.rerrno)
@@ -65,14 +92,23 @@ func (s *sys) init(c *net.UDPConn, batch int) {
 		s.wgot, s.werrno = 0, 0
 		return mmsg(unix.SYS_SENDMMSG, fd, s.w.hdrs, s.wwant, &s.wgot, &s.werrno)
 	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		s.err = fmt.Errorf("udpbatch: %w", err)
-		return
+	s.sendOne = func(fd uintptr) bool {
+		s.ogot, s.oerrno = 0, 0
+		return mmsg(unix.SYS_SENDMMSG, fd, s.one.hdrs, 1, &s.ogot, &s.oerrno)
 	}
-	s.rc = rc
+	if d := s.det; d != nil {
+		s.waitRecv = func(uintptr) bool {
+			done, ok := d.run(s.recv)
+			if !ok {
+				s.rclosed = true
+				return true
+			}
+			return done
+		}
+	}
 	var sa unix.Sockaddr
-	cerr := rc.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) })
+	var err error
+	cerr := s.control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) })
 	if err = errors.Join(cerr, err); err != nil {
 		s.err = fmt.Errorf("udpbatch: getsockname: %w", err)
 		return
@@ -80,27 +116,162 @@ func (s *sys) init(c *net.UDPConn, batch int) {
 	_, s.v6 = sa.(*unix.SockaddrInet6)
 }
 
+func (s *sys) control(f func(fd uintptr)) error {
+	if s.det == nil {
+		return s.rc.Control(f)
+	}
+	if _, ok := s.det.run(func(fd uintptr) bool { f(fd); return true }); !ok {
+		return net.ErrClosed
+	}
+	return nil
+}
+
+// doRead runs recv (wait: until the socket has data) on the socket.
+func (s *sys) doRead(wait bool) error {
+	if s.det == nil {
+		if wait {
+			return s.rc.Read(s.recv)
+		}
+		return s.rc.Read(s.tryRecv)
+	}
+	if !wait {
+		if _, ok := s.det.run(s.recv); !ok {
+			return net.ErrClosed
+		}
+		return nil
+	}
+	s.rclosed = false
+	err := s.det.epRaw.Read(s.waitRecv)
+	if s.rclosed || err != nil && s.det.isClosed() { // the epoll instance's "use of closed file"
+		return net.ErrClosed
+	}
+	return err
+}
+
+// doWrite runs send (or sendOne) on the socket until it took something.
+func (s *sys) doWrite(send func(fd uintptr) bool) error {
+	if s.det == nil {
+		return s.rc.Write(send)
+	}
+	for {
+		done, ok := s.det.run(send)
+		if !ok {
+			return net.ErrClosed
+		}
+		if done {
+			return nil
+		}
+		if err := s.det.waitWritable(); err != nil {
+			return err
+		}
+	}
+}
+
 // Read waits for at least one datagram and reads up to len(ms) (at most
 // the batch size) into ms[i].Buf, filling N and Addr.
-func (b *Conn) Read(ms []Msg) (int, error) { return b.read(ms, b.sys.recv) }
+func (b *Conn) Read(ms []Msg) (int, error) { return b.read(ms, true) }
 
 // TryRead is Read without the wait: 0 and no error when nothing is queued.
 // It exists on Linux only, for a caller that learns from its own epoll set
 // which sockets have data.
-func (b *Conn) TryRead(ms []Msg) (int, error) { return b.read(ms, b.sys.tryRecv) }
+func (b *Conn) TryRead(ms []Msg) (int, error) { return b.read(ms, false) }
 
 // Control runs f with the socket's file descriptor (see syscall.RawConn).
 func (b *Conn) Control(f func(fd uintptr)) error {
 	if b.sys.err != nil {
 		return b.sys.err
 	}
-	if err := b.sys.rc.Control(f); err != nil {
+	if err := b.sys.control(f); err != nil {
 		return wrap("control", err)
 	}
 	return nil
 }
 
-func (b *Conn) read(ms []Msg, recv func(fd uintptr) bool) (int, error) {
+// Detach returns a Conn whose socket Go's poller no longer watches (see
+// detach_linux.go); c is closed and must not be used again (its
+// LocalAddr stays right). Close the Conn to close the socket.
+func Detach(c *net.UDPConn, batch int) (*Conn, error) {
+	d, err := detach(c)
+	if err != nil {
+		return nil, err
+	}
+	b := &Conn{c: c}
+	b.sys.initDetached(d, max(batch, 1))
+	if b.sys.err != nil {
+		_ = d.close()
+		return nil, b.sys.err
+	}
+	return b, nil
+}
+
+// Sibling is another Conn on the same socket with buffers of its own
+// (batch datagrams), for a second reader or writer.
+func (b *Conn) Sibling(batch int) *Conn {
+	if b.sys.det == nil {
+		return New(b.c, batch)
+	}
+	s := &Conn{c: b.c}
+	s.sys.initDetached(b.sys.det, max(batch, 1))
+	return s
+}
+
+// Unwatch stops a detached socket's Read from ever being woken: for a
+// socket another epoll set watches and TryRead reads, so that its data
+// does not also wake Go's poller through the socket's own epoll instance.
+// It does nothing to a socket in Go's poller.
+func (b *Conn) Unwatch() error {
+	if b.sys.det == nil {
+		return nil
+	}
+	if err := b.sys.det.unwatch(); err != nil {
+		return wrap("unwatch", err)
+	}
+	return nil
+}
+
+// Detached reports whether Go's poller does not watch the socket.
+func (b *Conn) Detached() bool { return b.sys.det != nil }
+
+// SetReadDeadline bounds Read's waits (os.ErrDeadlineExceeded).
+func (b *Conn) SetReadDeadline(t time.Time) error {
+	if b.sys.det != nil {
+		return b.sys.det.ep.SetReadDeadline(t)
+	}
+	return b.c.SetReadDeadline(t)
+}
+
+// Close closes the socket.
+func (b *Conn) Close() error {
+	if b.sys.det != nil {
+		return b.sys.det.close()
+	}
+	return b.c.Close()
+}
+
+// WriteTo sends one datagram; unlike Write it may be called from any
+// goroutine.
+func (b *Conn) WriteTo(p []byte, to netip.AddrPort) error {
+	s := &b.sys
+	if s.err != nil {
+		return s.err
+	}
+	s.omu.Lock()
+	defer s.omu.Unlock()
+	s.one.iovs[0].Base = unsafe.SliceData(p)
+	s.one.iovs[0].SetLen(len(p))
+	s.one.hdrs[0].hdr.Namelen = s.putSockaddr(&s.one.names[0], to)
+	err := s.doWrite(s.sendOne)
+	s.one.iovs[0] = unix.Iovec{}
+	if err == nil && s.oerrno != 0 {
+		err = s.oerrno
+	}
+	if err != nil {
+		return wrap("write", err)
+	}
+	return nil
+}
+
+func (b *Conn) read(ms []Msg, wait bool) (int, error) {
 	s := &b.sys
 	if s.err != nil {
 		return 0, s.err
@@ -116,7 +287,7 @@ func (b *Conn) read(ms []Msg, recv func(fd uintptr) bool) (int, error) {
 		s.r.hdrs[i].hdr.Flags = 0
 	}
 	s.rwant = n
-	err := s.rc.Read(recv)
+	err := s.doRead(wait)
 	if err == nil && s.rerrno != 0 {
 		err = s.rerrno
 	}
@@ -177,7 +348,7 @@ func (b *Conn) Write(ms []Msg) (int, error) {
 		s.w.hdrs[i].hdr.Namelen = s.putSockaddr(&s.w.names[i], ms[i].Addr)
 	}
 	s.wwant = n
-	err := s.rc.Write(s.send)
+	err := s.doWrite(s.send)
 	clear(s.w.iovs[:n])
 	if err == nil && s.werrno != 0 {
 		err = s.werrno

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"time"
 )
 
 // sys reads and writes one datagram per call here.
@@ -24,6 +26,32 @@ func (b *Conn) Read(ms []Msg) (int, error) {
 	}
 	ms[0].N, ms[0].Addr = n, addr
 	return 1, nil
+}
+
+// Detach is New here: only Linux takes sockets out of Go's poller.
+func Detach(c *net.UDPConn, batch int) (*Conn, error) { return New(c, batch), nil }
+
+// Sibling is another Conn on the same socket.
+func (b *Conn) Sibling(batch int) *Conn { return New(b.c, batch) }
+
+// Unwatch does nothing here.
+func (b *Conn) Unwatch() error { return nil }
+
+// Detached is false here.
+func (b *Conn) Detached() bool { return false }
+
+// SetReadDeadline bounds Read's waits.
+func (b *Conn) SetReadDeadline(t time.Time) error { return b.c.SetReadDeadline(t) }
+
+// Close closes the socket.
+func (b *Conn) Close() error { return b.c.Close() }
+
+// WriteTo sends one datagram, from any goroutine.
+func (b *Conn) WriteTo(p []byte, to netip.AddrPort) error {
+	if _, err := b.c.WriteToUDPAddrPort(p, to); err != nil {
+		return wrap("write", err)
+	}
+	return nil
 }
 
 // Write sends ms one by one; an error is about ms[n].

@@ -39,11 +39,11 @@ func TestRoundTrip(t *testing.T) {
 				peerAddr = "[::1]:0"
 			}
 			peer := New(listen(t, tc.network, peerAddr), 8)
-			to := addrPort(peer.UDPConn())
+			to := local(peer)
 			if to.Addr().IsUnspecified() {
 				to = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), to.Port())
 			}
-			from := addrPort(a.UDPConn())
+			from := local(a)
 			const n = 5
 			out := make([]Msg, n)
 			for i := range out {
@@ -93,27 +93,46 @@ func TestNoAllocation(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("batches are recvmmsg/sendmmsg on Linux only")
 	}
-	a := New(listen(t, "udp4", "127.0.0.1:0"), 4)
-	b := New(listen(t, "udp4", "127.0.0.1:0"), 4)
-	out := []Msg{{Buf: []byte("x"), Addr: addrPort(b.UDPConn())}, {Buf: []byte("y"), Addr: addrPort(b.UDPConn())}}
-	in := make([]Msg, 4)
-	for i := range in {
-		in[i].Buf = make([]byte, 64)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := a.Write(out); err != nil {
-			t.Fatal(err)
-		}
-		for got := 0; got < len(out); {
-			k, err := b.Read(in)
-			if err != nil {
-				t.Fatal(err)
+	for _, detach := range []bool{false, true} {
+		t.Run(fmt.Sprintf("detached=%v", detach), func(t *testing.T) {
+			open := func() *Conn {
+				c := listen(t, "udp4", "127.0.0.1:0")
+				if !detach {
+					return New(c, 4)
+				}
+				b, err := Detach(c, 4)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { b.Close() })
+				return b
 			}
-			got += k
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per batch, want 0", allocs)
+			a, b := open(), open()
+			out := []Msg{{Buf: []byte("x"), Addr: local(b)}, {Buf: []byte("y"), Addr: local(b)}}
+			in := make([]Msg, 4)
+			for i := range in {
+				in[i].Buf = make([]byte, 64)
+			}
+			z, to := []byte("z"), local(b)
+			allocs := testing.AllocsPerRun(100, func() {
+				if _, err := a.Write(out); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.WriteTo(z, to); err != nil {
+					t.Fatal(err)
+				}
+				for got := 0; got < len(out)+1; {
+					k, err := b.Read(in)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got += k
+				}
+			})
+			if allocs != 0 {
+				t.Fatalf("%v allocations per batch, want 0", allocs)
+			}
+		})
 	}
 }
 
@@ -133,7 +152,7 @@ func BenchmarkWriteRead(b *testing.B) {
 	y := New(listen(b, "udp4", "127.0.0.1:0"), 16)
 	out := make([]Msg, 16)
 	for i := range out {
-		out[i] = Msg{Buf: make([]byte, 100), Addr: addrPort(y.UDPConn())}
+		out[i] = Msg{Buf: make([]byte, 100), Addr: local(y)}
 	}
 	in := make([]Msg, 16)
 	for i := range in {
@@ -153,3 +172,5 @@ func BenchmarkWriteRead(b *testing.B) {
 		}
 	}
 }
+
+func local(b *Conn) netip.AddrPort { return b.LocalAddr().(*net.UDPAddr).AddrPort() }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/p2pd-go/p2pd/internal/sock"
+	"github.com/p2pd-go/p2pd/internal/udpbatch"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -59,7 +60,7 @@ type family struct {
 	name   string
 	addrs  [4]netip.AddrPort
 	hasAlt bool
-	udp    [4][]*net.UDPConn
+	udp    [4][]*udpbatch.Conn // outside Go's poller (udpbatch.Detach)
 }
 
 // Listen opens every socket the configuration asks for and starts serving.
@@ -167,7 +168,12 @@ func (s *Server) open() error {
 					if err != nil {
 						return fmt.Errorf("stun: listen udp %s: %w", f.addrs[i], err)
 					}
-					f.udp[i] = append(f.udp[i], pc.(*net.UDPConn))
+					bc, err := udpbatch.Detach(pc.(*net.UDPConn), udpBatch)
+					if err != nil {
+						_ = pc.Close()
+						return fmt.Errorf("stun: udp %s: %w", f.addrs[i], err)
+					}
+					f.udp[i] = append(f.udp[i], bc)
 				}
 			}
 			if !s.cfg.NoTCP {

@@ -19,8 +19,11 @@ const udpBatch = 32
 // at 100,000 requests/s even a few dozen bytes each made the garbage
 // collector run several times a second, and requests arriving during a
 // collection made the p99 latency.
-func (s *Server) serveUDP(f *family, at, k int, c *net.UDPConn) {
-	bc := udpbatch.New(c, udpBatch)
+//
+// The sockets are outside Go's poller (udpbatch.Detach): with them in it,
+// every answer sent woke the poller's thread for the socket's output
+// readiness, which nothing waits for.
+func (s *Server) serveUDP(f *family, at, k int, bc *udpbatch.Conn) {
 	w := newWorker()
 	st := site{addrs: &f.addrs, hasAlt: f.hasAlt, at: at, family: f.name}
 	m := s.m.counters("udp", f.name)
@@ -66,7 +69,7 @@ func (s *Server) serveUDP(f *family, at, k int, c *net.UDPConn) {
 				continue
 			}
 			other := f.udp[r.via]
-			if _, err := other[k%len(other)].WriteToUDPAddrPort(r.resp, in[i].Addr); err != nil {
+			if err := other[k%len(other)].WriteTo(r.resp, in[i].Addr); err != nil {
 				m.send.Inc()
 			}
 		}

@@ -141,6 +141,19 @@ func TestChannelShortcut(t *testing.T) {
 		if got := fast() - before; got != 4 {
 			t.Fatalf("shortcut relayed %v datagrams, want 4", got)
 		}
+		// The relay socket went to the poller and out of Go's poller.
+		if s.poller != nil {
+			s.poller.mu.Lock()
+			defer s.poller.mu.Unlock()
+			if len(s.poller.conns) != 1 {
+				t.Fatalf("%d relay sockets in the poller, want 1", len(s.poller.conns))
+			}
+			for _, q := range s.poller.conns {
+				if bc, ok := q.rc.PacketConn.(*batchConn); !ok || !bc.pc.Load().Detached() {
+					t.Errorf("the polled relay socket is still in Go's poller")
+				}
+			}
+		}
 	})
 	t.Run("peer without a channel reaches pion", func(t *testing.T) {
 		// The binding's permission covers the peer's IP, so a second port

@@ -123,7 +123,7 @@ func (g *relayGen) AllocatePacketConn(network string, requestedPort int) (net.Pa
 			// Room for bursts while the relay goroutine waits to be scheduled
 			// (the default holds only a few hundred small datagrams).
 			_ = u.SetReadBuffer(relayReadBuffer)
-			c = batched(u, g.batch, relayBatch)
+			c = batched(u, g.batch, relayBatch, false)
 		}
 		rc := &relayConn{
 			PacketConn: c,
@@ -262,10 +262,12 @@ func (c *relayConn) startPolling() {
 	}
 }
 
-// handOver runs in pion's goroutine, which no longer reads the socket.
+// handOver runs in pion's goroutine, which no longer reads the socket:
+// it leaves Go's poller (batchConn.detach) and goes to the relay poller.
 func (c *relayConn) handOver() {
 	if u, ok := c.PacketConn.(*batchConn); ok {
 		_ = u.SetReadDeadline(time.Time{})
+		u.detach()
 	}
 	c.slow = make(chan slowDatagram, slowQueue)
 	c.polled = c.poller.add(c)

@@ -89,7 +89,7 @@ func (p *relayPoller) add(rc *relayConn) bool {
 	if !ok {
 		return false
 	}
-	pc := udpbatch.New(bc.UDPConn, relayBatch)
+	pc := bc.pc.Load().Sibling(relayBatch)
 	var fd int32
 	var cerr error
 	err := pc.Control(func(d uintptr) {
@@ -107,7 +107,12 @@ func (p *relayPoller) add(rc *relayConn) bool {
 			p.conns[fd] = &polled{rc: rc, pc: pc, fd: fd}
 		}
 	})
-	return err == nil && cerr == nil
+	if err != nil || cerr != nil {
+		return false
+	}
+	// pion's goroutine no longer reads it: data must wake only the poller.
+	_ = pc.Unwatch()
+	return true
 }
 
 // remove takes rc's socket out of the set before it closes.
@@ -116,11 +121,7 @@ func (p *relayPoller) remove(rc *relayConn) {
 	if p == nil || !ok {
 		return
 	}
-	raw, err := bc.UDPConn.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = raw.Control(func(d uintptr) {
+	_ = bc.pc.Load().Control(func(d uintptr) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if q := p.conns[int32(d)]; q != nil && q.rc == rc {

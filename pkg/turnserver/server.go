@@ -212,7 +212,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	chans := newChannels(gen, m, cfg.Now)
 	for _, c := range s.udp {
 		pc.PacketConnConfigs = append(pc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: &packetConn{PacketConn: batched(c, gen.batch, listenBatch), f: f, chans: chans}, RelayAddressGenerator: gen, PermissionHandler: perm,
+			PacketConn: &packetConn{PacketConn: batched(c, gen.batch, listenBatch, true), f: f, chans: chans}, RelayAddressGenerator: gen, PermissionHandler: perm,
 		})
 	}
 	for _, l := range s.tcp {
