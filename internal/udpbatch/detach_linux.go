@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -25,9 +26,11 @@ import (
 // that Go's poller watches instead. A reader that finds the socket empty
 // waits on that instance; a send wakes nobody. A send that finds the
 // buffer full (EAGAIN, rare for UDP) waits for room in poll(2), at most
-// writeWait.
+// writeWaitMS; while the buffer stays full after such a wait, further sends
+// fail at once (dropped, as UDP may) until one gets through, so a stalled
+// interface holds a writer for one wait, not one per datagram.
 
-// writeWait bounds the wait for room in a full send buffer.
+// writeWaitMS bounds the wait for room in a full send buffer.
 const writeWaitMS = 1000
 
 var errFull = errors.New("udpbatch: send buffer full for 1 s")
@@ -37,10 +40,14 @@ type detached struct {
 	epfd  int
 	ep    *os.File // the epoll instance (epfd) holding fd for input; in Go's poller
 	epRaw syscall.RawConn
+	full  atomic.Bool // a wait for room timed out and no send got through since
 
-	mu     sync.RWMutex // read-held around each system call on fd; close takes it
-	closed bool
+	mu        sync.RWMutex // read-held around each system call on fd; close takes it
+	closed    bool
+	unwatched bool // ep is closed: nothing waits for input (unwatch)
 }
+
+var errUnwatched = errors.New("udpbatch: read: the socket is not watched (Unwatch)")
 
 func detach(c *net.UDPConn) (*detached, error) {
 	rc, err := c.SyscallConn()
@@ -73,7 +80,6 @@ func detach(c *net.UDPConn) (*detached, error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("udpbatch: detach: %w", err)
 	}
-	_ = c.Close() // the poller forgets the socket; fd keeps it open
 	return &detached{fd: fd, epfd: epfd, ep: ep, epRaw: epRaw}, nil
 }
 
@@ -87,14 +93,19 @@ func (d *detached) run(f func(fd uintptr) bool) (done, ok bool) {
 	return f(uintptr(d.fd)), true
 }
 
-// unwatch takes the socket out of its own epoll instance.
+// unwatch closes the socket's own epoll instance: nothing waits for its
+// input any more.
 func (d *detached) unwatch() error {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.closed {
 		return net.ErrClosed
 	}
-	return unix.EpollCtl(d.epfd, unix.EPOLL_CTL_DEL, d.fd, nil)
+	if d.unwatched {
+		return nil
+	}
+	d.unwatched = true
+	return d.ep.Close()
 }
 
 func (d *detached) isClosed() bool {
@@ -111,6 +122,9 @@ func (d *detached) waitWritable() error {
 	if closed {
 		return net.ErrClosed
 	}
+	if d.full.Load() {
+		return errFull
+	}
 	for {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 		n, err := unix.Poll(pfd, writeWaitMS)
@@ -120,6 +134,7 @@ func (d *detached) waitWritable() error {
 		case err != nil:
 			return err
 		case n == 0:
+			d.full.Store(true)
 			return errFull
 		}
 		return nil
@@ -136,6 +151,10 @@ func (d *detached) close() error {
 	}
 	d.closed = true
 	err := unix.Close(d.fd)
+	unwatched := d.unwatched
 	d.mu.Unlock()
+	if unwatched {
+		return err
+	}
 	return errors.Join(err, d.ep.Close())
 }

@@ -106,10 +106,11 @@ func TestDetachedClose(t *testing.T) {
 		t.Fatal("Close did not wake the waiting Read")
 	}
 	for name, err := range map[string]error{
-		"TryRead": func() error { _, err := d.TryRead(bufs(1)); return err }(),
-		"Write":   func() error { _, err := d.Write([]Msg{{Buf: []byte("x"), Addr: local(d)}}); return err }(),
-		"WriteTo": d.WriteTo([]byte("x"), local(d)),
-		"Close":   d.Close(),
+		"TryRead":         func() error { _, err := d.TryRead(bufs(1)); return err }(),
+		"Write":           func() error { _, err := d.Write([]Msg{{Buf: []byte("x"), Addr: local(d)}}); return err }(),
+		"WriteTo":         d.WriteTo([]byte("x"), local(d)),
+		"SetReadDeadline": d.SetReadDeadline(time.Now()),
+		"Close":           d.Close(),
 	} {
 		if !errors.Is(err, net.ErrClosed) {
 			t.Errorf("%s after Close: %v, want net.ErrClosed", name, err)
@@ -122,21 +123,41 @@ func TestDetachedClose(t *testing.T) {
 // it for input only (the kernel's fdinfo lists what each instance holds).
 func TestDetachedNotInGoPoller(t *testing.T) {
 	d := detachedConn(t, 4)
-	var sock, own int
+	var sock int
 	_ = d.Control(func(fd uintptr) { sock = int(fd) })
-	own = int(d.sys.det.ep.Fd())
-	sockIno := inode(t, sock)
+	own := int(d.sys.det.ep.Fd())
+	w := watchers(t, sock)
+	if len(w) != 1 {
+		t.Fatalf("the socket is in %d epoll instances (%v), want 1", len(w), w)
+	}
+	if ev, ok := w[own]; !ok {
+		t.Errorf("epoll instances %v watch the socket, not its own (%d)", w, own)
+	} else if ev&unix.EPOLLOUT != 0 || ev&unix.EPOLLIN == 0 {
+		t.Errorf("the socket's own epoll instance watches events %#x, want EPOLLIN and no EPOLLOUT", ev)
+	}
+	if err := d.Unwatch(); err != nil {
+		t.Fatal(err)
+	}
+	if w := watchers(t, sock); len(w) != 0 {
+		t.Errorf("after Unwatch epoll instances %v still watch the socket", w)
+	}
+}
+
+// watchers are the epoll instances of the process that hold fd, with the
+// events each watches.
+func watchers(t *testing.T, fd int) map[int]uint64 {
+	t.Helper()
+	ino := inode(t, fd)
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Skip(err)
 	}
-	seen := 0
+	out := map[int]uint64{}
 	for _, e := range fds {
 		link, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
 		if err != nil || link != "anon_inode:[eventpoll]" {
 			continue
 		}
-		fd, _ := strconv.Atoi(e.Name())
 		info, err := os.ReadFile(filepath.Join("/proc/self/fdinfo", e.Name()))
 		if err != nil {
 			continue
@@ -144,21 +165,14 @@ func TestDetachedNotInGoPoller(t *testing.T) {
 		for _, line := range strings.Split(string(info), "\n") {
 			// tfd: N events: HEX data: HEX pos:0 ino:HEX sdev:N
 			f := strings.Fields(line)
-			if len(f) < 8 || f[0] != "tfd:" || f[7] != "ino:"+sockIno {
+			if len(f) < 8 || f[0] != "tfd:" || f[7] != "ino:"+ino {
 				continue
 			}
-			seen++
-			ev, _ := strconv.ParseUint(f[3], 16, 32)
-			if fd != own {
-				t.Errorf("epoll instance %d (not the socket's own) watches the socket: %s", fd, line)
-			} else if ev&unix.EPOLLOUT != 0 || ev&unix.EPOLLIN == 0 {
-				t.Errorf("the socket's own epoll instance watches events %#x, want EPOLLIN and no EPOLLOUT", ev)
-			}
+			ep, _ := strconv.Atoi(e.Name())
+			out[ep], _ = strconv.ParseUint(f[3], 16, 32)
 		}
 	}
-	if seen != 1 {
-		t.Errorf("the socket is in %d epoll instances, want 1", seen)
-	}
+	return out
 }
 
 // inode is the socket inode of fd as fdinfo prints it (hex).
@@ -206,5 +220,37 @@ func TestDetachedConcurrentWriteTo(t *testing.T) {
 		for _, m := range in[:n] {
 			seen[string(m.Buf[:m.N])] = true
 		}
+	}
+}
+
+// TestDetachedUnwatch: after Unwatch TryRead still reads, Read says it cannot
+// wait, writes work, and Close closes the socket.
+func TestDetachedUnwatch(t *testing.T) {
+	d := detachedConn(t, 4)
+	peer := detachedConn(t, 4)
+	if err := d.Unwatch(); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.WriteTo([]byte("still here"), local(d)); err != nil {
+		t.Fatal(err)
+	}
+	in := bufs(2)
+	if n, err := d.TryRead(in); err != nil || n != 1 || string(in[0].Buf[:in[0].N]) != "still here" {
+		t.Fatalf("TryRead after Unwatch = %d, %v", n, err)
+	}
+	if _, err := d.Read(in); err == nil {
+		t.Fatal("Read after Unwatch waited or read; want an error")
+	}
+	if err := d.WriteTo([]byte("back"), local(peer)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := peer.Read(in); err != nil || n != 1 || string(in[0].Buf[:in[0].N]) != "back" {
+		t.Fatalf("peer Read = %d, %v", n, err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close after Unwatch: %v", err)
+	}
+	if _, err := d.TryRead(in); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("TryRead after Close: %v", err)
 	}
 }

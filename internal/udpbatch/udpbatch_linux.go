@@ -140,6 +140,12 @@ func (s *sys) doRead(wait bool) error {
 		}
 		return nil
 	}
+	s.det.mu.RLock()
+	unwatched := s.det.unwatched
+	s.det.mu.RUnlock()
+	if unwatched {
+		return errUnwatched
+	}
 	s.rclosed = false
 	err := s.det.epRaw.Read(s.waitRecv)
 	if s.rclosed || err != nil && s.det.isClosed() { // the epoll instance's "use of closed file"
@@ -159,6 +165,9 @@ func (s *sys) doWrite(send func(fd uintptr) bool) error {
 			return net.ErrClosed
 		}
 		if done {
+			if s.det.full.Load() {
+				s.det.full.Store(false)
+			}
 			return nil
 		}
 		if err := s.det.waitWritable(); err != nil {
@@ -198,9 +207,10 @@ func Detach(c *net.UDPConn, batch int) (*Conn, error) {
 	b := &Conn{c: c}
 	b.sys.initDetached(d, max(batch, 1))
 	if b.sys.err != nil {
-		_ = d.close()
+		_ = d.close() // c stays open, in Go's poller
 		return nil, b.sys.err
 	}
+	_ = c.Close() // the poller forgets the socket; the duplicate keeps it open
 	return b, nil
 }
 
@@ -215,10 +225,11 @@ func (b *Conn) Sibling(batch int) *Conn {
 	return s
 }
 
-// Unwatch stops a detached socket's Read from ever being woken: for a
-// socket another epoll set watches and TryRead reads, so that its data
-// does not also wake Go's poller through the socket's own epoll instance.
-// It does nothing to a socket in Go's poller.
+// Unwatch closes a detached socket's own epoll instance, for a socket
+// another epoll set watches and TryRead reads: its data then no longer
+// also wakes Go's poller through that instance, and it holds one
+// descriptor less. Read fails after it. It does nothing to a socket in
+// Go's poller.
 func (b *Conn) Unwatch() error {
 	if b.sys.det == nil {
 		return nil
@@ -234,8 +245,14 @@ func (b *Conn) Detached() bool { return b.sys.det != nil }
 
 // SetReadDeadline bounds Read's waits (os.ErrDeadlineExceeded).
 func (b *Conn) SetReadDeadline(t time.Time) error {
-	if b.sys.det != nil {
-		return b.sys.det.ep.SetReadDeadline(t)
+	if d := b.sys.det; d != nil {
+		d.mu.RLock()
+		gone := d.closed || d.unwatched
+		d.mu.RUnlock()
+		if gone {
+			return wrap("set deadline", net.ErrClosed)
+		}
+		return d.ep.SetReadDeadline(t)
 	}
 	return b.c.SetReadDeadline(t)
 }

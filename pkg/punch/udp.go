@@ -165,11 +165,11 @@ type UDPConfig struct {
 	Burst  int
 	Gap    time.Duration
 	Window time.Duration
-	// Quiet, when set, ends the punch early (ErrNoConnection, Heard 0)
-	// if no punch datagram has come from the peer Quiet after At: a
-	// punch whose datagrams will never meet can then be tried again
-	// with fresh ports inside the time Window would take. 0: run the
-	// whole Window.
+	// Quiet, when set, ends the punch early (ErrQuiet) if Quiet after
+	// At no punch datagram has come from the peer's endpoints and no
+	// QUIC connection has opened: a punch whose datagrams will never
+	// meet can then be tried again with fresh ports inside the time
+	// Window would take. 0: run the whole Window.
 	Quiet time.Duration
 	// Idle is the QUIC idle timeout of the pipe (0: 30 s).
 	Idle time.Duration
@@ -258,11 +258,14 @@ func RunUDP(ctx context.Context, cfg UDPConfig, found func(net.Conn) bool) (UDPS
 	}
 	var mu sync.Mutex
 	count := func(f func(*UDPStats)) { mu.Lock(); f(&st); mu.Unlock() }
-	quiet := false // Quiet passed with nothing heard
+	quiet := false // Quiet passed with nothing heard from the peer
+	usable := 0    // punch datagrams heard from the peer's endpoints (allowed)
 	if cfg.Quiet > 0 {
 		stop := time.AfterFunc(cfg.At.Add(cfg.Quiet).Sub(cfg.Now()), func() {
 			mu.Lock()
-			quiet = st.Heard == 0
+			// A QUIC connection (Dials) means the path is open even if
+			// the peer's punch datagrams were lost.
+			quiet = usable == 0 && st.Dials == 0
 			mu.Unlock()
 			if quiet {
 				cancel()
@@ -298,7 +301,13 @@ func RunUDP(ctx context.Context, cfg UDPConfig, found func(net.Conn) bool) (UDPS
 			ap := ua.AddrPort()
 			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 			count(func(st *UDPStats) { st.Heard++ })
-			if !allowed(ap) || seen[ap] || len(seen) >= MaxTargets {
+			if !allowed(ap) {
+				continue
+			}
+			mu.Lock()
+			usable++
+			mu.Unlock()
+			if seen[ap] || len(seen) >= MaxTargets {
 				continue
 			}
 			seen[ap] = true
@@ -429,7 +438,7 @@ loop:
 		mu.Lock()
 		q := quiet
 		mu.Unlock()
-		if q {
+		if q && len(given) == 0 { // nothing handed on that could still become a pipe
 			return st, fmt.Errorf("%w %s after the meeting (udp: %s)", ErrQuiet, cfg.Quiet, st)
 		}
 		return st, fmt.Errorf("%w (udp: %s)", ErrNoConnection, st)

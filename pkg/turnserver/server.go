@@ -210,9 +210,13 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 		LoggerFactory: pionlog.Factory{Log: log},
 	}
 	chans := newChannels(gen, m, cfg.Now)
-	for _, c := range s.udp {
+	for i, c := range s.udp {
+		// s.udp keeps the batched socket: once detached, closing the
+		// original would not close it (closeSockets on an error below).
+		c = batched(c, gen.batch, listenBatch, true)
+		s.udp[i] = c
 		pc.PacketConnConfigs = append(pc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: &packetConn{PacketConn: batched(c, gen.batch, listenBatch, true), f: f, chans: chans}, RelayAddressGenerator: gen, PermissionHandler: perm,
+			PacketConn: &packetConn{PacketConn: c, f: f, chans: chans}, RelayAddressGenerator: gen, PermissionHandler: perm,
 		})
 	}
 	for _, l := range s.tcp {
