@@ -112,12 +112,7 @@ func punchPair6(t *testing.T, beh natlab.Behaviour, nat4 int, plan string, only6
 			}
 			t.Logf("punch won over %s", p.Report.Remote)
 			// Two legs, one pipe: the peer got no second one.
-			select {
-			case extra := <-dir.to.Inbound:
-				extra.Close()
-				t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
-			case <-time.After(time.Second):
-			}
+			noSecondPipe(t, dir.to)
 			if only6 && !remote.Addr().Is6() {
 				t.Errorf("punched pipe to %s: want IPv6", p.Report.Remote)
 			}

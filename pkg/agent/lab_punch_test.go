@@ -61,12 +61,7 @@ func punchPair(t *testing.T, ab, bb natlab.Behaviour, change func(*agent.Config)
 		t.Run(dir.name, func(t *testing.T) {
 			connect(t, dir.from, dir.to, node.KindPunch)
 			// Exactly one pipe survives: the peer got no second one.
-			select {
-			case extra := <-dir.to.Inbound:
-				extra.Close()
-				t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
-			case <-time.After(time.Second):
-			}
+			noSecondPipe(t, dir.to)
 			// The answering side counted the offer it punched for.
 			if got := counterValue(t, dir.to, "agent_punch_offers_total", "result", "ok"); got < 1 {
 				t.Errorf("agent_punch_offers_total{result=ok} = %v on the answering side", got)

@@ -107,12 +107,7 @@ func TestLabPunchUDP(t *testing.T) {
 					if got := punchTransport(p.Report); got != "udp" {
 						t.Errorf("punch phase transport %q, want udp (%+v)", got, p.Report.Phases)
 					}
-					select {
-					case extra := <-dir.to.Inbound:
-						extra.Close()
-						t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
-					case <-time.After(time.Second):
-					}
+					noSecondPipe(t, dir.to)
 					if got := counterOf(t, dir.from, "agent_punch_total", map[string]string{"transport": "udp", "result": "ok"}); got != okFrom+1 {
 						t.Errorf("agent_punch_total{udp,ok} %v, want %v", got, okFrom+1)
 					}
@@ -170,12 +165,7 @@ func raceOnce(t *testing.T, from, to *agenttest.Agent, want string) {
 	}
 	lost := map[string]string{"tcp": "udp", "udp": "tcp"}[won]
 	t.Logf("%s won", won)
-	select {
-	case extra := <-to.Inbound:
-		extra.Close()
-		t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
-	case <-time.After(time.Second):
-	}
+	noSecondPipe(t, to)
 	for _, la := range []*agenttest.Agent{from, to} {
 		d := count(la)
 		if got := d[won+" ok"] - before[la][won+" ok"]; got != 1 {
@@ -219,12 +209,7 @@ func TestLabPunchUDPLateSide(t *testing.T) {
 			if got := counterOf(t, a, "agent_punch_total", map[string]string{"transport": "udp", "result": "failed"}); got != 1 {
 				t.Errorf("agent_punch_total{udp,failed} = %v, want 1 (the first punch)", got)
 			}
-			select {
-			case extra := <-b.Inbound:
-				extra.Close()
-				t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
-			case <-time.After(time.Second):
-			}
+			noSecondPipe(t, b)
 			metricstest.Lint(t, a.Reg, "agent")
 		})
 	}

@@ -35,6 +35,18 @@ func echo(t *testing.T, p *agent.Pipe) {
 	}
 }
 
+// noSecondPipe fails t if to gets another inbound pipe within a second:
+// after a connect exactly one pipe must survive.
+func noSecondPipe(t *testing.T, to *agenttest.Agent) {
+	t.Helper()
+	select {
+	case extra := <-to.Inbound:
+		extra.Close()
+		t.Errorf("a second inbound pipe (%s, %s)", extra.Kind, extra.PipeID)
+	case <-time.After(time.Second):
+	}
+}
+
 func connect(t *testing.T, from, to *agenttest.Agent, wantWinner string) *agent.Pipe {
 	t.Helper()
 	p, rep, err := from.Connect(context.Background(), to.Addr(t))

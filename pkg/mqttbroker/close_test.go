@@ -3,17 +3,18 @@ package mqttbroker
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/p2pd-go/p2pd/internal/testload"
 )
 
-// Close, while clients keep connecting and leaving, must return and tell
-// every connected MQTT 5 client why it goes: DISCONNECT 0x8B (server
-// shutting down). mochi's own shutdown path could deadlock on its clients'
+// Close, while clients keep connecting and leaving (testload.TCP), must
+// return and tell every connected MQTT 5 client why it goes: DISCONNECT
+// 0x8B (server shutting down). mochi's own shutdown path could deadlock on its clients'
 // lock when a client connected or left at that moment (see
 // hook.disconnectListener).
 func TestCloseTellsClientsUnderChurn(t *testing.T) {
@@ -34,11 +35,7 @@ func TestCloseTellsClientsUnderChurn(t *testing.T) {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for w := range 4 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					churn(addr, fmt.Sprintf("churn-%d-%d", round, w), stop)
-				}()
+				testload.TCP(addr, func(i int) []byte { return connectBytes(fmt.Sprintf("churn-%d-%d-%d", round, w, i)) }, stop, &wg)
 			}
 			time.Sleep(time.Duration(10+round*10) * time.Millisecond)
 
@@ -69,29 +66,11 @@ func TestCloseTellsClientsUnderChurn(t *testing.T) {
 	}
 }
 
-// churn connects, waits for the CONNACK and leaves, over and over, until
-// stop closes or the broker stops answering.
-func churn(addr, id string, stop <-chan struct{}) {
+// connectBytes is an MQTT 5 CONNECT for client id.
+func connectBytes(id string) []byte {
 	pk := connectPacket(id, userName, userPass)
 	pk.ProtocolVersion = 5
 	var buf bytes.Buffer
-	if err := pk.ConnectEncode(&buf); err != nil {
-		return
-	}
-	ack := make([]byte, 64)
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return
-		}
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		_, _ = c.Write(buf.Bytes())
-		_, _ = c.Read(ack)
-		c.Close()
-	}
+	_ = pk.ConnectEncode(&buf)
+	return buf.Bytes()
 }
