@@ -89,6 +89,7 @@ const DefaultConnectTimeout = 10 * time.Second
 // Broker is a running broker.
 type Broker struct {
 	srv       *mqtt.Server
+	park      *parker // nil off Linux
 	listeners map[string]*listener
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -126,9 +127,12 @@ func Start(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, er
 	}
 
 	srv := mqtt.New(&mqtt.Options{
-		Capabilities:           capabilities(cfg.Limits),
-		Logger:                 slog.New(newMochiLog(log.Handler())).With("component", "mochi"),
-		SysTopicResendInterval: 10,
+		Capabilities: capabilities(cfg.Limits),
+		// flowConn buffers what it reads (park.go); mochi's buffer only
+		// splits it into packets.
+		ClientNetReadBufferSize: 16,
+		Logger:                  slog.New(newMochiLog(log.Handler())).With("component", "mochi"),
+		SysTopicResendInterval:  10,
 	})
 	h.srv = srv
 	if reg == nil {
@@ -151,7 +155,12 @@ func Start(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, er
 			return nil, fmt.Errorf("mqttbroker: store %s: %w", cfg.Store, err)
 		}
 	}
-	b := &Broker{srv: srv, listeners: map[string]*listener{}, closed: make(chan struct{})}
+	park, err := newParker(log)
+	if err != nil {
+		return nil, err
+	}
+	h.flow.park = park
+	b := &Broker{srv: srv, park: park, listeners: map[string]*listener{}, closed: make(chan struct{})}
 	for _, l := range []*listener{
 		{id: "tcp", addr: cfg.TCP},
 		{id: "ws", addr: cfg.WS, websocket: true},
@@ -260,6 +269,9 @@ func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.closed)
 		err = b.srv.Close()
+		if b.park != nil {
+			b.park.Close()
+		}
 	})
 	return err
 }

@@ -48,6 +48,7 @@ type flowLimits struct {
 	maxPending int // mochi's per-client write channel (MaxPendingWrites)
 	queued     atomic.Int64
 	congested  atomic.Int64 // connections congested now
+	park       *parker      // nil: read loops never park (park.go)
 	onOverflow func(queued, bytes int)
 }
 
@@ -82,6 +83,7 @@ type flowConn struct {
 
 	mu        sync.Mutex
 	v5        bool
+	session   bool // the client was let in (its CONNECT passed)
 	window    int
 	out       map[uint16]struct{} // packet ids written and not yet acknowledged
 	queue     []queued            // publishes waiting for the window
@@ -102,19 +104,33 @@ type flowConn struct {
 	// and then refuses to write (too large for the client) never reaches
 	// Write and is counted down by refused instead.
 	pending int
+
+	// The read side (park.go), used by mochi's read loop only.
+	rbuf      *[]byte   // the read buffer, from readBufs
+	rb        []byte    // its bytes not yet read
+	rerr      error     // what the read that filled it returned after them
+	rdeadline time.Time // mochi's read deadline (keepalive)
+	setUp     bool      // the loop has parked once (CONNACK was sent)
+
+	// Parking (park_linux.go): parkID and parkTimer under parker.mu.
+	closing   atomic.Bool // the socket is closed or closing
+	parkID    uint64      // non-zero while parked
+	parkTimer *time.Timer // wakes a parked loop at rdeadline
+	polled    bool        // the socket is in the parker's epoll set
+
+	ended    func(err error) // mochi is done with the connection
+	panicked func(r any)     // the read loop panicked
 }
 
 func newFlowConn(c net.Conn, lim *flowLimits) *flowConn {
 	return &flowConn{Conn: c, lim: lim, window: lim.window, raw: newRawWriter(c)}
 }
 
-// Read is mochi's read of the connection: with raw system calls on a
-// plain socket (rawwrite_unix.go), through net.Conn otherwise.
-func (c *flowConn) Read(p []byte) (int, error) {
-	if c.raw.ok() {
-		return c.raw.read(p)
-	}
-	return c.Conn.Read(p)
+// hasSession reports whether the client was let in.
+func (c *flowConn) hasSession() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
 }
 
 // setSession applies the client's protocol version and, for MQTT 5, its
@@ -123,6 +139,7 @@ func (c *flowConn) setSession(v5 bool, receiveMax uint16) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.v5 = v5
+	c.session = true
 	c.window = c.lim.window
 	if v5 && receiveMax > 0 && int(receiveMax) < c.window {
 		c.window = int(receiveMax)
@@ -253,7 +270,7 @@ func (c *flowConn) kick() {
 		if err != nil {
 			c.werr = err
 			c.wbuf, c.wBytes = nil, 0
-			_ = c.Conn.Close() // ends mochi's read loop, as the writer does
+			c.closeSocket() // ends mochi's read loop, as the writer does
 			return
 		}
 		c.consume(n)
@@ -295,7 +312,7 @@ func (c *flowConn) writer() {
 		c.mu.Lock()
 		if err != nil {
 			c.werr = err
-			_ = c.Conn.Close() // ends mochi's read loop: the session ends as for any broken connection
+			c.closeSocket() // ends mochi's read loop: the session ends as for any broken connection
 		}
 		c.checkCongestion()
 	}
@@ -451,7 +468,7 @@ func (c *flowConn) flushAndClose() error {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
 		<-ch
 	}
-	return c.Conn.Close()
+	return c.closeSocket()
 }
 
 // Close writes what mochi already wrote (a CONNACK refusal, a DISCONNECT)

@@ -35,7 +35,7 @@ type listener struct {
 	log  *slog.Logger
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[*flowConn]struct{}
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -53,7 +53,7 @@ func (l *listener) Protocol() string { return l.id }
 
 func (l *listener) Init(log *slog.Logger) error {
 	l.log = log
-	l.conns = map[net.Conn]struct{}{}
+	l.conns = map[*flowConn]struct{}{}
 	ln, err := net.Listen("tcp", l.addr)
 	if err != nil {
 		return fmt.Errorf("mqttbroker: listen %s %s: %w", l.id, l.addr, err)
@@ -89,33 +89,43 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-// handle runs one connection through mochi (in its own goroutine).
+// handle runs one connection through mochi, in a goroutine of its own
+// until the client is connected; after that its read loop may park (see
+// park.go) and flowConn.Ended tells when mochi is done with it.
 func (l *listener) handle(conn net.Conn, establish listeners.EstablishFn) {
-	if !l.track(conn) {
+	fc := newFlowConn(conn, l.hook.flow)
+	if !l.track(fc) {
 		conn.Close()
 		return
 	}
 	l.hook.metrics.connections.WithLabelValues(l.id).Inc()
 	// mochi replaces this deadline with the keepalive one after CONNECT.
-	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
-	fc := newFlowConn(conn, l.hook.flow)
+	_ = fc.SetDeadline(time.Now().Add(l.connectTimeout))
 	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer l.untrack(conn)
-		// mochi's packet decoders can panic on malformed input (found by
-		// FuzzConnBytes: a short MQTT 5 SUBSCRIBE); one client must not
-		// take the broker down.
-		defer func() {
-			if r := recover(); r != nil {
-				l.hook.recovered(fc, r)
-			}
-		}()
-		l.report(establish(l.id, fc))
-	}()
+	var once sync.Once
+	done := func() {
+		once.Do(func() {
+			l.untrack(fc)
+			l.wg.Done()
+		})
+	}
+	fc.ended = func(err error) {
+		l.report(err, fc.hasSession())
+		done()
+	}
+	// mochi's packet decoders can panic on malformed input (found by
+	// FuzzConnBytes: a short MQTT 5 SUBSCRIBE); one client must not take
+	// the broker down.
+	fc.panicked = func(r any) {
+		l.hook.recovered(fc, r)
+		done()
+	}
+	go fc.run(func() { _ = establish(l.id, fc) })
 }
 
-func (l *listener) report(err error) {
+// report logs and counts how a connection ended; session: its CONNECT
+// had passed (a timeout is then its keepalive running out).
+func (l *listener) report(err error, session bool) {
 	var ne net.Error
 	switch {
 	case err == nil:
@@ -123,7 +133,7 @@ func (l *listener) report(err error) {
 		l.hook.refuse(LimitClients, "connection refused: server at its client limit", "listener", l.id, "max", l.hook.limits.MaxClients)
 	case errors.Is(err, packets.ErrPacketTooLarge):
 		l.hook.refuse(LimitPacketSize, "connection closed: packet over the size limit", "listener", l.id, "max", l.hook.limits.MaxPacketSize)
-	case errors.As(err, &ne) && ne.Timeout():
+	case errors.As(err, &ne) && ne.Timeout() && !session:
 		l.hook.refuse(LimitConnectTime, "connection closed: no CONNECT in time", "listener", l.id, "timeout", l.connectTimeout)
 	case errors.Is(err, packets.ErrBadUsernameOrPassword), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	default:
@@ -131,7 +141,7 @@ func (l *listener) report(err error) {
 	}
 }
 
-func (l *listener) track(c net.Conn) bool {
+func (l *listener) track(c *flowConn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -141,11 +151,11 @@ func (l *listener) track(c net.Conn) bool {
 	return true
 }
 
-func (l *listener) untrack(c net.Conn) {
+func (l *listener) untrack(c *flowConn) {
 	l.mu.Lock()
 	delete(l.conns, c)
 	l.mu.Unlock()
-	c.Close()
+	_ = c.closeSocket()
 }
 
 // Close stops accepting, disconnects the listener's clients and waits for
@@ -170,7 +180,7 @@ func (l *listener) Close(_ listeners.CloseFn) {
 	l.hook.disconnectListener(l.id)
 	l.mu.Lock()
 	for c := range l.conns {
-		c.Close()
+		_ = c.closeSocket()
 	}
 	l.mu.Unlock()
 	l.wg.Wait()

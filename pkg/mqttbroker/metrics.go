@@ -62,7 +62,15 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server, flow *flowLimits) (
 	congested := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mqttd_congested_connections", Help: "Connections congested now: publishes to them wait (--queue-wait) until they drain.",
 	}, func() float64 { return float64(flow.congested.Load()) })
-	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, m.panics, queued, congested, newInfoCollector(srv)} {
+	parked := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mqttd_parked_connections", Help: "Connected clients idle long enough that their read loop waits without a goroutine.",
+	}, func() float64 {
+		if flow.park == nil {
+			return 0
+		}
+		return float64(flow.park.count.Load())
+	})
+	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, m.panics, queued, congested, parked, newInfoCollector(srv)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -40,6 +40,7 @@ type rawState struct {
 	rn     int
 	rerrno syscall.Errno
 	readFn func(fd uintptr) bool
+	tryFn  func(fd uintptr) bool // readFn that does not wait
 }
 
 // newRawWriter returns one that is not ok for a connection that is not a
@@ -78,6 +79,16 @@ func newRawWriter(c net.Conn) rawWriter {
 				continue
 			case unix.EAGAIN:
 				return false // wait in Go's poller
+			}
+			s.rn, s.rerrno = int(r), e
+			return true
+		}
+	}
+	s.tryFn = func(fd uintptr) bool {
+		for {
+			r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.rbuf))), uintptr(len(s.rbuf)))
+			if e == unix.EINTR {
+				continue
 			}
 			s.rn, s.rerrno = int(r), e
 			return true
@@ -124,19 +135,35 @@ func (w rawWriter) writeNow(bufs [][]byte) (int, error) {
 // read reads what the socket holds into p, waiting for data if there is
 // none; io.EOF when the peer has closed.
 func (w rawWriter) read(p []byte) (int, error) {
+	return w.readWith(p, w.readFn)
+}
+
+// tryRead is read without the wait: errNoInput when there is no data.
+func (w rawWriter) tryRead(p []byte) (int, error) {
+	return w.readWith(p, w.tryFn)
+}
+
+func (w rawWriter) readWith(p []byte, fn func(fd uintptr) bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	w.rbuf, w.rn, w.rerrno = p, 0, 0
-	err := w.rc.Read(w.readFn)
+	err := w.rc.Read(fn)
 	w.rbuf = nil
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("mqttbroker: read: %w", err)
+	case w.rerrno == unix.EAGAIN:
+		return 0, errNoInput
 	case w.rerrno != 0:
 		return 0, fmt.Errorf("mqttbroker: read: %w", w.rerrno)
 	case w.rn == 0:
 		return 0, io.EOF
 	}
 	return w.rn, nil
+}
+
+// control runs f with the socket's descriptor, which stays open meanwhile.
+func (w rawWriter) control(f func(fd uintptr)) error {
+	return w.rc.Control(f)
 }

@@ -14,3 +14,5 @@ func (rawWriter) ok() bool { return false }
 func (rawWriter) writeNow([][]byte) (int, error) { return 0, nil }
 
 func (rawWriter) read([]byte) (int, error) { return 0, net.ErrClosed }
+
+func (rawWriter) tryRead([]byte) (int, error) { return 0, errNoInput }

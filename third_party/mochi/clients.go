@@ -155,6 +155,7 @@ type ClientState struct {
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
+	writing         atomic.Bool          // a goroutine writes the outbound queue (p2pd patch)
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }
@@ -201,6 +202,38 @@ func (cl *Client) WriteLoop() {
 			}
 			atomic.AddInt32(&cl.State.outboundQty, -1)
 		case <-cl.State.open.Done():
+			return
+		}
+	}
+}
+
+// startWriter makes sure a goroutine writes what the outbound queue holds.
+// That goroutine ends when the queue is empty, so an idle client holds
+// none; WriteLoop, which mochi ran for every client for as long as it was
+// connected, is kept for callers of its own (p2pd patch).
+func (cl *Client) startWriter() {
+	if cl.State.writing.CompareAndSwap(false, true) {
+		go cl.writeOutbound()
+	}
+}
+
+func (cl *Client) writeOutbound() {
+	for {
+		select {
+		case pk := <-cl.State.outbound:
+			if err := cl.WritePacket(*pk); err != nil {
+				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+			}
+			atomic.AddInt32(&cl.State.outboundQty, -1)
+			continue
+		case <-cl.State.open.Done():
+			return // writing stays set: a stopped client gets no writer again
+		default:
+		}
+		cl.State.writing.Store(false)
+		// A packet queued after the empty check above found writing still
+		// set and started no writer: take it.
+		if len(cl.State.outbound) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
 			return
 		}
 	}
@@ -360,17 +393,57 @@ func (cl *Client) ClearExpiredInflights(now, maximumExpiry int64) []uint16 {
 	return deleted
 }
 
+// ParkConn is a connection on which an idle client's read loop can give up
+// its goroutine (p2pd patch). Without it every connected client holds a
+// goroutine parked in Read, with the stack its connection grew (16 KiB).
+type ParkConn interface {
+	net.Conn
+
+	// Park is called by the read loop of a connected client before it reads
+	// a packet, when none of the connection's bytes are buffered. It
+	// returns false to have the loop read as usual, in its goroutine. It
+	// returns true when it has taken the wait over: the loop's goroutine
+	// then ends, and Park calls resume once, later, from a goroutine of its
+	// own, when the connection has input, is closed or its read deadline
+	// has passed. resume goes on with the read the loop parked before.
+	Park(resume func()) bool
+
+	// Ended is called once, when everything that follows the end of the
+	// connection is done, with the error EstablishConnection returns
+	// without parking. A connection that parked makes EstablishConnection
+	// return nil early, so Ended is then the only report of how it ended.
+	// A panic on the way ends the client without Ended.
+	Ended(err error)
+}
+
+// errClientParked is returned within the server by a read loop that parked.
+var errClientParked = errors.New("client parked")
+
 // Read reads incoming packets from the connected client and transforms them into
 // packets to be handled by the packetHandler.
 func (cl *Client) Read(packetHandler ReadFn) error {
+	return cl.read(packetHandler, nil, nil, false)
+}
+
+// read is Read, parking between packets on pc when pc is not nil, in which
+// case it returns errClientParked (see ParkConn). resumed: it goes on with a
+// loop that parked, whose next step is the read it parked before.
+func (cl *Client) read(packetHandler ReadFn, pc ParkConn, resume func(), resumed bool) error {
 	var err error
 
 	for {
-		if cl.Closed() {
-			return nil
-		}
+		if resumed {
+			resumed = false
+		} else {
+			if cl.Closed() {
+				return nil
+			}
 
-		cl.refreshDeadline(cl.State.Keepalive)
+			cl.refreshDeadline(cl.State.Keepalive)
+			if pc != nil && cl.Net.bconn.Buffered() == 0 && pc.Park(resume) {
+				return errClientParked
+			}
+		}
 		fh := new(packets.FixedHeader)
 		err = cl.ReadFixedHeader(fh)
 		if err != nil {

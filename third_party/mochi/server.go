@@ -396,19 +396,35 @@ func (s *Server) eventLoop() {
 }
 
 // EstablishConnection establishes a new client when a listener accepts a new connection.
+//
+// On a ParkConn, it returns nil as soon as the client's read loop parks,
+// and the connection's Ended reports how it ended (p2pd patch).
 func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 	cl := s.NewClient(c, listener, "", false)
-	return s.attachClient(cl, listener)
+	err := s.attachClient(cl, listener)
+	if errors.Is(err, errClientParked) {
+		return nil
+	}
+	if pc, ok := c.(ParkConn); ok {
+		pc.Ended(err)
+	}
+	return err
 }
 
 // attachClient validates an incoming client connection and if viable, attaches the client
 // to the server, performs session housekeeping, and reads incoming packets.
-func (s *Server) attachClient(cl *Client, listener string) error {
-	defer s.Listeners.ClientsWg.Done()
+//
+// p2pd patch: it returns errClientParked when the read loop parked, and
+// leaves what follows the end of the connection to resumeClient. No
+// writer goroutine is started here (see startWriter).
+func (s *Server) attachClient(cl *Client, listener string) (err error) {
 	s.Listeners.ClientsWg.Add(1)
-
-	go cl.WriteLoop()
-	defer cl.Stop(nil)
+	defer func() {
+		if !errors.Is(err, errClientParked) {
+			cl.Stop(nil)
+			s.Listeners.ClientsWg.Done()
+		}
+	}()
 
 	pk, err := s.readConnectionPacket(cl)
 	if err != nil {
@@ -450,7 +466,11 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	}
 
 	atomic.AddInt64(&s.Info.ClientsConnected, 1)
-	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
+	defer func() {
+		if !errors.Is(err, errClientParked) {
+			atomic.AddInt64(&s.Info.ClientsConnected, -1)
+		}
+	}()
 
 	s.hooks.OnSessionEstablish(cl, pk)
 
@@ -473,7 +493,22 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 
 	s.hooks.OnSessionEstablished(cl, pk)
 
-	err = cl.Read(s.receivePacket)
+	return s.readClient(cl, listener, false)
+}
+
+// readClient runs a connected client's read loop and, once it ends, what
+// follows a disconnection; errClientParked when the loop parked (p2pd
+// patch: this was the end of attachClient).
+func (s *Server) readClient(cl *Client, listener string, resumed bool) error {
+	var err error
+	if pc, ok := cl.Net.Conn.(ParkConn); ok {
+		err = cl.read(s.receivePacket, pc, func() { s.resumeClient(cl, listener) }, resumed)
+		if errors.Is(err, errClientParked) {
+			return err
+		}
+	} else {
+		err = cl.Read(s.receivePacket)
+	}
 	if err != nil {
 		s.sendLWT(cl)
 		cl.Stop(err)
@@ -492,6 +527,28 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	}
 
 	return err
+}
+
+// errReadPanicked stands for the outcome of a resumed read loop that
+// panicked.
+var errReadPanicked = errors.New("read loop panicked")
+
+// resumeClient goes on with a read loop that parked, and when it ends does
+// what attachClient does at the end of a connection (p2pd patch).
+func (s *Server) resumeClient(cl *Client, listener string) {
+	err := errReadPanicked
+	defer func() {
+		if errors.Is(err, errClientParked) {
+			return
+		}
+		atomic.AddInt64(&s.Info.ClientsConnected, -1)
+		cl.Stop(nil)
+		s.Listeners.ClientsWg.Done()
+		if pc, ok := cl.Net.Conn.(ParkConn); ok && !errors.Is(err, errReadPanicked) {
+			pc.Ended(err)
+		}
+	}()
+	err = s.readClient(cl, listener, true)
 }
 
 // readConnectionPacket reads the first incoming header for a connection, and if
@@ -1100,6 +1157,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	select {
 	case cl.State.outbound <- &out:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
+		cl.startWriter() // p2pd patch: the writer runs only while there is something to write
 	default:
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
