@@ -112,6 +112,14 @@ type flowConn struct {
 	rdeadline time.Time // mochi's read deadline (keepalive)
 	setUp     bool      // the loop has parked once (CONNACK was sent)
 
+	// A read waiting in the loop's goroutine, which the parker's sweep may
+	// wake to park it (park.go).
+	kmu       sync.Mutex
+	inRead    bool
+	kicked    bool
+	readSince int64 // the sweep count when the read began
+	watched   bool  // in the parker's sweep set (under parker.mu)
+
 	// Parking (park_linux.go): parkID and parkTimer under parker.mu.
 	closing   atomic.Bool // the socket is closed or closing
 	parkID    uint64      // non-zero while parked

@@ -24,11 +24,15 @@ type parker struct {
 	log          *slog.Logger
 	done         chan struct{}
 	count        atomic.Int64 // parked now (mqttd_parked_connections)
+	sweeps       atomic.Int64 // sweeps so far (see flowConn.wakeRead)
 
-	mu     sync.Mutex
-	conns  map[uint64]parkedLoop
-	nextID uint64
-	closed bool
+	mu      sync.Mutex
+	conns   map[uint64]parkedLoop
+	nextID  uint64
+	closed  bool
+	watched map[*flowConn]struct{} // connections whose loops may wait in their goroutines
+	stop    chan struct{}          // ends the sweep
+	swept   chan struct{}
 }
 
 type parkedLoop struct {
@@ -56,9 +60,60 @@ func newParker(log *slog.Logger) (*parker, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("mqttbroker: epoll: %w", err)
 	}
-	p := &parker{epfd: epfd, wakefd: wakefd, log: log, done: make(chan struct{}), conns: map[uint64]parkedLoop{}, nextID: stopID}
+	p := &parker{
+		epfd: epfd, wakefd: wakefd, log: log, done: make(chan struct{}),
+		conns: map[uint64]parkedLoop{}, nextID: stopID,
+		watched: map[*flowConn]struct{}{}, stop: make(chan struct{}), swept: make(chan struct{}),
+	}
 	go p.wait()
+	go p.sweep()
 	return p, nil
+}
+
+// watch adds c to the sweep set (once).
+func (p *parker) watch(c *flowConn) {
+	if c.watched {
+		return
+	}
+	p.mu.Lock()
+	if !p.closed {
+		c.watched = true
+		p.watched[c] = struct{}{}
+	}
+	p.mu.Unlock()
+}
+
+func (p *parker) unwatch(c *flowConn) {
+	p.mu.Lock()
+	delete(p.watched, c)
+	p.mu.Unlock()
+}
+
+// sweep wakes, every parkAfter, the reads that have waited for input since
+// before the previous sweep, so that their loops park.
+func (p *parker) sweep() {
+	defer close(p.swept)
+	t := time.NewTicker(parkAfter)
+	defer t.Stop()
+	var conns []*flowConn
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		n := p.sweeps.Add(1)
+		p.mu.Lock()
+		conns = conns[:0]
+		for c := range p.watched {
+			conns = append(conns, c)
+		}
+		p.mu.Unlock()
+		for _, c := range conns {
+			c.wakeRead(n)
+		}
+		clear(conns)
+	}
 }
 
 // The 64 bits of an epoll event's data, as Fd and Pad on every Linux port.
@@ -184,6 +239,8 @@ func (p *parker) Close() {
 	binary.NativeEndian.PutUint64(one[:], 1)
 	_, _ = unix.Write(p.wakefd, one[:])
 	<-p.done
+	close(p.stop)
+	<-p.swept
 	p.wakeAll()
 	unix.Close(p.epfd)
 	unix.Close(p.wakefd)

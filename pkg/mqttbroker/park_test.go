@@ -60,6 +60,15 @@ func TestIdleClientsPark(t *testing.T) {
 	if d := counter(t, reg, "mqttd_inflight_messages"); d != 0 {
 		t.Fatalf("%v messages still inflight after every PUBACK", d)
 	}
+	// The deliveries started a writer goroutine per subscriber; idle, they
+	// end too (mochi's idle clock ticks each second).
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine()-before > n/4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines more with %d idle clients that were sent to", runtime.NumGoroutine()-before, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // What ends a connection ends a parked one just the same: its keepalive

@@ -144,6 +144,7 @@ type Server struct {
 	Log          *slog.Logger         // minimal no-alloc logger
 	hooks        *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+	idle         *idleClock           // ticks for idle writer goroutines (p2pd patch)
 }
 
 // loop contains interval tickers for the system events loop.
@@ -162,6 +163,7 @@ type ops struct {
 	info    *system.Info // pointers to server system info
 	hooks   *Hooks       // pointer to the server hooks
 	log     *slog.Logger // a structured logger for the client
+	idle    *idleClock   // nil: a writer goroutine ends as soon as its queue is empty (p2pd patch)
 }
 
 // New returns a new instance of mochi mqtt broker. Optional parameters
@@ -178,6 +180,7 @@ func New(opts *Options) *Server {
 		Clients:   NewClients(),
 		Topics:    NewTopicsIndex(),
 		Listeners: listeners.New(),
+		idle:      newIdleClock(),
 		loop: &loop{
 			sysTopics:      time.NewTicker(time.Second * time.Duration(opts.SysTopicResendInterval)),
 			clientExpiry:   time.NewTicker(time.Second),
@@ -245,6 +248,7 @@ func (s *Server) NewClient(c net.Conn, listener string, id string, inline bool) 
 		info:    s.Info,
 		hooks:   s.hooks,
 		log:     s.Log,
+		idle:    s.idle,
 	})
 
 	cl.ID = id
@@ -385,6 +389,7 @@ func (s *Server) eventLoop() {
 			s.publishSysTopics()
 		case <-s.loop.clientExpiry.C:
 			s.clearExpiredClients(time.Now().Unix())
+			s.idle.tick()
 		case <-s.loop.retainedExpiry.C:
 			s.clearExpiredRetainedMessages(time.Now().Unix())
 		case <-s.loop.willDelaySend.C:
