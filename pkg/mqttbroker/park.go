@@ -103,7 +103,9 @@ func (c *flowConn) wakeRead(sweep int64) {
 // large as the buffer.
 func (c *flowConn) Read(p []byte) (int, error) {
 	if len(c.rb) == 0 && c.rerr == nil {
-		if len(p) >= readBufSize {
+		// TLS and WebSocket connections buffer their input themselves and
+		// never park: no buffer of ours held through their idle waits.
+		if len(p) >= readBufSize || !c.raw.ok() {
 			return c.readSocket(p)
 		}
 		buf := readBufs.Get().(*[]byte)
@@ -160,8 +162,12 @@ func (c *flowConn) Ended(err error) {
 // run runs (part of) the connection's read loop; a panic in it (mochi's
 // decoders panic on some malformed input) ends only this connection.
 func (c *flowConn) run(loop func()) {
+	if c.panicked == nil {
+		loop()
+		return
+	}
 	defer func() {
-		if r := recover(); r != nil && c.panicked != nil {
+		if r := recover(); r != nil {
 			c.panicked(r)
 		}
 	}()

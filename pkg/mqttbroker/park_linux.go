@@ -158,12 +158,9 @@ func (p *parker) park(c *flowConn, resume func()) bool {
 	p.conns[id] = parkedLoop{c: c, resume: resume}
 	p.count.Add(1)
 	if !c.rdeadline.IsZero() {
-		d := time.Until(c.rdeadline)
-		if c.parkTimer == nil {
-			c.parkTimer = time.AfterFunc(d, func() { p.wakeConn(c) })
-		} else {
-			c.parkTimer.Reset(d)
-		}
+		// A timer per park, for this park's id: one reused would let a
+		// callback that ran late wake a later park.
+		c.parkTimer = time.AfterFunc(time.Until(c.rdeadline), func() { p.wake(id) })
 	}
 	return true
 }
@@ -187,6 +184,7 @@ func (p *parker) wake(id uint64) {
 		l.c.parkID = 0
 		if l.c.parkTimer != nil {
 			l.c.parkTimer.Stop()
+			l.c.parkTimer = nil
 		}
 		p.count.Add(-1)
 	}

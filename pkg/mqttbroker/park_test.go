@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,4 +182,144 @@ func TestParkedClientsEnd(t *testing.T) {
 		}
 		waitCounter(t, reg, 0, "mqttd_parked_connections")
 	})
+}
+
+func parkSizes(b *Broker) (conns, watched, tracked int) {
+	b.park.mu.Lock()
+	conns, watched = len(b.park.conns), len(b.park.watched)
+	b.park.mu.Unlock()
+	l := b.listeners["tcp"]
+	l.mu.Lock()
+	tracked = len(l.conns)
+	l.mu.Unlock()
+	return
+}
+
+// Clients that ping at intervals near their keepalive deadline, across the
+// sweep's wake-ups: none may be disconnected (a past deadline left behind,
+// or a wake-up taken for a timeout, would end one).
+func TestParkedPingsAcrossSweeps(t *testing.T) {
+	b, _ := startBroker(t, testConfig(t))
+	addr := b.Addr("tcp")
+	const n = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		rc := dialRaw(t, addr, 5)
+		pk := connectPacket(fmt.Sprintf("ping-%d", i), adminName, adminPass)
+		pk.Connect.Keepalive = 4 // deadline 6 s after each packet
+		rc.send(pk)
+		rc.mustRecv(packets.Connack)
+		wg.Add(1)
+		go func(i int, rc *rawClient) {
+			defer wg.Done()
+			r := rand.New(rand.NewSource(int64(i)))
+			for k := 0; k < 4; k++ {
+				// 0.8-4.5 s: across one or two sweeps, well inside the deadline.
+				time.Sleep(time.Duration(800+r.Intn(3700)) * time.Millisecond)
+				var err error
+				func() {
+					defer func() {
+						if x := recover(); x != nil {
+							err = fmt.Errorf("%v", x)
+						}
+					}()
+					rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+				}()
+				if err == nil {
+					var pk packets.Packet
+					pk, err = rc.recv()
+					if err == nil && pk.FixedHeader.Type != packets.Pingresp {
+						err = fmt.Errorf("got type %d", pk.FixedHeader.Type)
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("client %d ping %d: %v", i, k, err)
+					return
+				}
+			}
+		}(i, rc)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// Subscribers that are parked get QoS 0 bursts with pauses long enough for
+// mochi's writer to end between them; every message must arrive. Then the
+// clients go away by several paths and every map entry must go.
+func TestParkedDeliveryAndCleanup(t *testing.T) {
+	b, reg := startBroker(t, testConfig(t))
+	addr := b.Addr("tcp")
+	before := runtime.NumGoroutine()
+	const n = 20
+	subs := make([]*rawClient, n)
+	topics := make([]string, n)
+	for i := range subs {
+		rc := dialRaw(t, addr, 5)
+		rc.send(connectPacket(fmt.Sprintf("sub-%d", i), adminName, adminPass))
+		rc.mustRecv(packets.Connack)
+		topics[i] = "p2pd/" + newNodeID(t)
+		rc.send(subscribePacket(1, topics[i]))
+		rc.mustRecv(packets.Suback)
+		subs[i] = rc
+	}
+	pub, _ := connectRaw(t, addr, 5, adminName, adminPass)
+	waitCounter(t, reg, n+1, "mqttd_parked_connections")
+	for round := 0; round < 3; round++ {
+		for i := range subs {
+			for k := 0; k < 5; k++ {
+				pub.send(publishPacket(topics[i], 0, 0, []byte(fmt.Sprintf("%d/%d", round, k))))
+			}
+		}
+		for i, rc := range subs {
+			for k := 0; k < 5; k++ {
+				got := rc.mustRecv(packets.Publish)
+				if want := fmt.Sprintf("%d/%d", round, k); string(got.Payload) != want {
+					t.Fatalf("sub %d got %q want %q", i, got.Payload, want)
+				}
+			}
+		}
+		time.Sleep(2500 * time.Millisecond) // writers idle out, loops park
+	}
+	// End them: half hang up, a quarter are taken over, the rest stay.
+	for i := 0; i < n/2; i++ {
+		subs[i].conn.Close()
+	}
+	for i := n / 2; i < 3*n/4; i++ {
+		rc := dialRaw(t, addr, 5)
+		rc.send(connectPacket(fmt.Sprintf("sub-%d", i), adminName, adminPass))
+		rc.mustRecv(packets.Connack)
+		rc.conn.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, w, tr := parkSizes(b)
+		// left: n/4 subscribers and the publisher
+		if tr == n/4+1 && c == n/4+1 && w <= n/4+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("parked=%d watched=%d tracked=%d, want %d each", c, w, tr, n/4+1)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := 3 * n / 4; i < n; i++ {
+		subs[i].conn.Close()
+	}
+	pub.conn.Close()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		c, w, tr := parkSizes(b)
+		g := runtime.NumGoroutine() - before
+		if c == 0 && w == 0 && tr == 0 && g <= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after all clients left: parked=%d watched=%d tracked=%d goroutines+%d", c, w, tr, g)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -265,8 +265,10 @@ func (cl *Client) writeOutbound() {
 		}
 		cl.State.writing.Store(false)
 		// A packet queued after the queue was last found empty found
-		// writing still set and started no writer: take it.
-		if len(cl.State.outbound) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
+		// writing still set and started no writer: take it. outboundQty,
+		// not len(outbound): its atomic load is ordered after the store
+		// above, and publishToClient adds to it before startWriter.
+		if atomic.LoadInt32(&cl.State.outboundQty) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
 			return
 		}
 	}

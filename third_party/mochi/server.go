@@ -424,6 +424,12 @@ func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 // writer goroutine is started here (see startWriter).
 func (s *Server) attachClient(cl *Client, listener string) (err error) {
 	s.Listeners.ClientsWg.Add(1)
+	if cap(cl.State.outbound) == 0 {
+		// An unbuffered queue takes a packet only while a writer waits on
+		// it: this client keeps the writer it always had.
+		cl.State.writing.Store(true)
+		go cl.WriteLoop()
+	}
 	defer func() {
 		if !errors.Is(err, errClientParked) {
 			cl.Stop(nil)
