@@ -165,13 +165,14 @@ func (l *listener) Close(_ listeners.CloseFn) {
 	l.mu.Lock()
 	already := l.closed
 	l.closed = true
+	hs := l.http
 	l.mu.Unlock()
 	if already {
 		return
 	}
-	if l.http != nil {
+	if hs != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = l.http.Shutdown(ctx)
+		_ = hs.Shutdown(ctx)
 		cancel()
 	}
 	if l.ln != nil {
@@ -203,8 +204,15 @@ func (l *listener) serveWebsocket(establish listeners.EstablishFn) {
 		l.handle(&wsConn{Conn: c.NetConn(), c: c, done: done}, establish)
 		<-done
 	})
-	l.http = &http.Server{Handler: mux, ReadHeaderTimeout: l.connectTimeout}
-	err := l.http.Serve(l.ln)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: l.connectTimeout}
+	l.mu.Lock()
+	closed := l.closed
+	l.http = srv // Close reads it from another goroutine
+	l.mu.Unlock()
+	if closed {
+		return
+	}
+	err := srv.Serve(l.ln)
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		l.log.Error("websocket listener stopped", "err", err)
 	}

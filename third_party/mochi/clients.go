@@ -193,6 +193,7 @@ func newClient(c net.Conn, o *ops) *Client {
 
 // WriteLoop ranges over pending outbound messages and writes them to the client connection.
 func (cl *Client) WriteLoop() {
+	cl.State.writing.Store(true) // no writer on demand beside this one (p2pd patch)
 	for {
 		select {
 		case pk := <-cl.State.outbound:
