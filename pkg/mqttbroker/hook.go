@@ -294,7 +294,9 @@ func (h *hook) recovered(conn net.Conn, r any) {
 // is shutting down and stops it. It replaces mochi's closeListenerClients,
 // whose Clients.GetByListener takes the clients' read lock twice (through
 // Clients.Len): a client connecting or leaving in between queues for the
-// write lock and the shutdown deadlocks. GetAll takes it once.
+// write lock and the shutdown deadlocks. GetAll takes it once. (The
+// patched copy in third_party/mochi takes it once too; this path stays,
+// as TestCloseTellsClientsUnderChurn covers it.)
 func (h *hook) disconnectListener(id string) {
 	for _, cl := range h.srv.Clients.GetAll() {
 		if cl.Net.Listener == id && !cl.Closed() {
