@@ -71,29 +71,23 @@ func newRawWriter(c net.Conn) rawWriter {
 			return true // one attempt: never wait for the socket
 		}
 	}
-	s.readFn = func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.rbuf))), uintptr(len(s.rbuf)))
-			switch e {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait in Go's poller
-			}
-			s.rn, s.rerrno = int(r), e
-			return true
-		}
-	}
-	s.tryFn = func(fd uintptr) bool {
+	// readOnce makes one read; on EAGAIN it returns false (wait in Go's
+	// poller) when wait is set, else reports EAGAIN.
+	readOnce := func(fd uintptr, wait bool) bool {
 		for {
 			r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.rbuf))), uintptr(len(s.rbuf)))
 			if e == unix.EINTR {
 				continue
 			}
+			if e == unix.EAGAIN && wait {
+				return false
+			}
 			s.rn, s.rerrno = int(r), e
 			return true
 		}
 	}
+	s.readFn = func(fd uintptr) bool { return readOnce(fd, true) }
+	s.tryFn = func(fd uintptr) bool { return readOnce(fd, false) }
 	return rawWriter{s}
 }
 
