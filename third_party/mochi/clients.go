@@ -197,11 +197,7 @@ func (cl *Client) WriteLoop() {
 	for {
 		select {
 		case pk := <-cl.State.outbound:
-			if err := cl.WritePacket(*pk); err != nil {
-				// TODO : Figure out what to do with error
-				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
-			}
-			atomic.AddInt32(&cl.State.outboundQty, -1)
+			cl.writeQueued(pk) // p2pd patch: one writing path, which gives pk back to its pool
 		case <-cl.State.open.Done():
 			return
 		}
@@ -279,6 +275,7 @@ func (cl *Client) writeQueued(pk *packets.Packet) {
 	if err := cl.WritePacket(*pk); err != nil {
 		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 	}
+	putPacket(pk) // from publishToClient's pool (p2pd patch)
 	atomic.AddInt32(&cl.State.outboundQty, -1)
 }
 
@@ -591,9 +588,9 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
 
-	// Decode the remaining packet values using a fresh copy of the bytes,
-	// otherwise the next packet will change the data of this one.
-	px := append([]byte{}, p[:]...)
+	// p is made for this packet alone, so the decoded packet may keep slices
+	// of it: mochi decoded from a second copy (p2pd patch).
+	px := p
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectDecode(px)
@@ -638,6 +635,24 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 	return
 }
 
+// encodeBuffers keeps WritePacket's buffers: a new one per packet, grown
+// while encoding, was a tenth of the bytes a QoS 1 delivery allocated. So
+// OnPacketSent's pkb is valid only during the call (p2pd patch).
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledEncodeBuffer bounds what a pooled buffer keeps after a large packet.
+const maxPooledEncodeBuffer = 64 << 10
+
+func getEncodeBuffer() *bytes.Buffer { return encodeBuffers.Get().(*bytes.Buffer) }
+
+func putEncodeBuffer(b *bytes.Buffer) {
+	if b.Cap() > maxPooledEncodeBuffer {
+		return
+	}
+	b.Reset()
+	encodeBuffers.Put(b)
+}
+
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
 	if cl.Closed() {
@@ -672,7 +687,8 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
 
 	var err error
-	buf := new(bytes.Buffer)
+	buf := getEncodeBuffer() // p2pd patch: given back when this returns
+	defer putEncodeBuffer(buf)
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectEncode(buf)
@@ -734,7 +750,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 			if buf.Len() >= cl.ops.options.ClientNetWriteBufferSize {
 				return buf.WriteTo(cl.Net.Conn)
 			}
-			cl.Net.outbuf = new(bytes.Buffer)
+			cl.Net.outbuf = getEncodeBuffer() // p2pd patch: back to the pool once flushed
 		}
 
 		n, _ := cl.Net.outbuf.Write(buf.Bytes()) // will always be successful
@@ -767,6 +783,7 @@ func (cl *Client) flushOutbuf() (err error) {
 
 	_, err = cl.Net.outbuf.WriteTo(cl.Net.Conn)
 	if err == nil {
+		putEncodeBuffer(cl.Net.outbuf)
 		cl.Net.outbuf = nil
 	}
 	return

@@ -15,7 +15,7 @@ import (
 // Inflight is a map of InflightMessage keyed on packet id.
 type Inflight struct {
 	sync.RWMutex
-	internal            map[uint16]packets.Packet // internal contains the inflight packets
+	internal            map[uint16]*packets.Packet // internal contains the inflight packets, from packetPool (p2pd patch)
 	receiveQuota        int32                     // remaining inbound qos quota for flow control
 	sendQuota           int32                     // remaining outbound qos quota for flow control
 	maximumReceiveQuota int32                     // maximum allowed receive quota
@@ -25,7 +25,7 @@ type Inflight struct {
 // NewInflights returns a new instance of an Inflight packets map.
 func NewInflights() *Inflight {
 	return &Inflight{
-		internal: map[uint16]packets.Packet{},
+		internal: map[uint16]*packets.Packet{},
 	}
 }
 
@@ -34,9 +34,16 @@ func (i *Inflight) Set(m packets.Packet) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[m.PacketID]
-	i.internal[m.PacketID] = m
-	return !ok
+	// The map holds pointers from a pool: a map of 800-byte values
+	// allocated each new entry, twice per QoS 1 delivery (p2pd patch).
+	if p, ok := i.internal[m.PacketID]; ok {
+		*p = m
+		return false
+	}
+	p := getPacket()
+	*p = m
+	i.internal[m.PacketID] = p
+	return true
 }
 
 // Get returns an inflight packet by packet id.
@@ -45,7 +52,7 @@ func (i *Inflight) Get(id uint16) (packets.Packet, bool) {
 	defer i.RUnlock()
 
 	if m, ok := i.internal[id]; ok {
-		return m, true
+		return *m, true
 	}
 
 	return packets.Packet{}, false
@@ -65,7 +72,9 @@ func (i *Inflight) Clone() *Inflight {
 	i.RLock()
 	defer i.RUnlock()
 	for k, v := range i.internal {
-		c.internal[k] = v
+		p := getPacket()
+		*p = *v
+		c.internal[k] = p
 	}
 	return c
 }
@@ -78,7 +87,7 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 	m := []packets.Packet{}
 	for _, v := range i.internal {
 		if !immediate || (immediate && v.Expiry < 0) {
-			m = append(m, v)
+			m = append(m, *v)
 		}
 	}
 
@@ -108,10 +117,25 @@ func (i *Inflight) Delete(id uint16) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[id]
+	p, ok := i.internal[id]
 	delete(i.internal, id)
+	if ok {
+		putPacket(p)
+	}
 
 	return ok
+}
+
+// packetPool holds the packets of inflight stores and outbound queues once
+// they are done with (p2pd patch).
+var packetPool = sync.Pool{New: func() any { return new(packets.Packet) }}
+
+func getPacket() *packets.Packet { return packetPool.Get().(*packets.Packet) }
+
+// putPacket gives p back to the pool; nothing may use it afterwards.
+func putPacket(p *packets.Packet) {
+	*p = packets.Packet{} // lets go of its payload and properties
+	packetPool.Put(p)
 }
 
 // TakeRecieveQuota reduces the receive quota by 1.

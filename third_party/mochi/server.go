@@ -1066,7 +1066,8 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		}
 	}
 
-	subscribers := s.Topics.Subscribers(pk.TopicName)
+	subscribers := s.Topics.pooledSubscribers(pk.TopicName) // p2pd patch: given back below
+	defer releaseSubscribers(subscribers)
 	if len(subscribers.Shared) > 0 {
 		subscribers = s.hooks.OnSelectSubscribers(subscribers, pk)
 		if len(subscribers.SharedSelected) == 0 {
@@ -1165,11 +1166,14 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return out, packets.CodeDisconnect
 	}
 
+	queued := getPacket() // p2pd patch: the writer gives it back; out stays on the stack
+	*queued = out
 	select {
-	case cl.State.outbound <- &out:
+	case cl.State.outbound <- queued:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 		cl.startWriter() // p2pd patch: the writer runs only while there is something to write
 	default:
+		putPacket(queued)
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
