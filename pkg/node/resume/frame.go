@@ -13,7 +13,7 @@ import (
 //	data    seq u64, payload          bytes seq.. of the stream
 //	ack     consumed u64              the application has read up to here
 //	attach  received u64              first frame on every path
-//	ping    (empty)                   keeps an idle path proven alive
+//	ping    (empty)                   keeps an idle path proven alive; one before the attach is ignored
 //	control payload                   opaque message for the layer's user
 //	fin     end u64                   the sender closed; the stream ends at end
 const (

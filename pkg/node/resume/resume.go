@@ -182,7 +182,6 @@ func (s *Conn) Attach(c net.Conn, label string, prio int) error {
 	s.paths = append(s.paths, p)
 	s.mu.Unlock()
 	go s.readPath(p)
-	go s.heartbeat(p)
 	return nil
 }
 
@@ -407,7 +406,8 @@ func (p *path) close() {
 	})
 }
 
-// readPath sends our attach frame on p, then reads p until it fails.
+// readPath sends our attach frame on p, starts p's heartbeat, then reads p
+// until it fails.
 func (s *Conn) readPath(p *path) {
 	s.mu.Lock()
 	recv := s.received
@@ -416,6 +416,11 @@ func (s *Conn) readPath(p *path) {
 		s.pathFailed(p, fmt.Errorf("resume: path %s: attach: %w", p.label, err))
 		return
 	}
+	// Only now: the attach must be p's first frame (the peer drops a path
+	// whose first frame is anything else), and a heartbeat started with
+	// readPath pinged first whenever readPath waited longer than a
+	// heartbeat for s.mu or a CPU.
+	go s.heartbeat(p)
 	br := bufio.NewReaderSize(p.c, 64<<10)
 	var buf []byte
 	for {
@@ -446,6 +451,11 @@ func (s *Conn) handle(p *path, f frame) error {
 		if s.opts.OnControl != nil {
 			s.opts.OnControl(append([]byte(nil), f.payload...))
 		}
+		return nil
+	}
+	if f.typ == framePing && !p.ready {
+		// A ping carries nothing; agents before the attach-first fix in
+		// readPath could send one ahead of their attach on a busy machine.
 		return nil
 	}
 	s.mu.Lock()

@@ -302,6 +302,60 @@ func TestUnattachedCloseIsEOF(t *testing.T) {
 	}
 }
 
+// The attach is the first frame on every path, the first and a later one,
+// even when the sender is held up for several heartbeats (as on a loaded
+// machine): the peer takes anything else first for a protocol error and
+// drops the path.
+func TestAttachIsFirstFrame(t *testing.T) {
+	const hb = 10 * time.Millisecond
+	for _, later := range []bool{false, true} {
+		a1, b1 := tcpPair(t)
+		s := New(a1, "one", 0, Options{Heartbeat: hb})
+		peer := b1
+		if later {
+			x, y := tcpPair(t)
+			if err := s.Attach(x, "two", 1); err != nil {
+				t.Fatal(err)
+			}
+			peer = y
+		}
+		s.mu.Lock() // holds up the path's reader, which sends the attach
+		time.Sleep(5 * hb)
+		s.mu.Unlock()
+		_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second)) // a hang guard only
+		f, _, err := readFrame(peer, nil)
+		if err != nil {
+			t.Fatalf("later path %v: read the first frame: %v", later, err)
+		}
+		if f.typ != frameAttach {
+			t.Errorf("later path %v: the first frame is of type %d, want the attach (%d)", later, f.typ, frameAttach)
+		}
+		s.Close()
+		b1.Close()
+		peer.Close()
+	}
+}
+
+// A ping ahead of the attach, which older senders could send, is ignored:
+// the path attaches and carries the stream.
+func TestPingBeforeAttach(t *testing.T) {
+	a1, b1 := tcpPair(t)
+	b := New(b1, "one", 0, Options{})
+	defer b.Close()
+	var out []byte
+	out = appendFrame(out, frame{typ: framePing})
+	out = appendFrame(out, frame{typ: frameAttach})
+	out = appendFrame(out, frame{typ: frameData, payload: []byte("hello")})
+	if _, err := a1.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.SetReadDeadline(time.Now().Add(10 * time.Second)) // a hang guard only
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != "hello" {
+		t.Fatalf("read %q, %v; want hello", got, err)
+	}
+}
+
 // Paths come and go five times under a 10 MiB stream, some cut while
 // data is in flight on them, some closed at the other end: the bytes
 // arrive once and in order.
