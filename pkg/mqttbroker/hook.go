@@ -177,9 +177,12 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // (its queue half full), up to QueueWait: publishers slow to the pace of
 // their subscribers instead of overrunning the bounded queues. Nothing is
 // looked up while no connection is congested.
-func (h *hook) waitCongested(pk packets.Packet) {
+func (h *hook) waitCongested(cl *mqtt.Client, pk packets.Packet) {
 	if h.limits.QueueWait <= 0 || h.flow.congested.Load() == 0 {
 		return
+	}
+	if fc, ok := cl.Net.Conn.(*flowConn); ok {
+		fc.flushHeld() // the publisher's acks do not wait with it
 	}
 	deadline := time.Now().Add(h.limits.QueueWait)
 	subs := h.srv.Topics.Subscribers(pk.TopicName)
@@ -202,7 +205,7 @@ func (h *hook) waitCongested(pk packets.Packet) {
 }
 
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	defer h.waitCongested(pk)
+	defer h.waitCongested(cl, pk)
 	if h.limits.PublishRate > 0 {
 		h.mu.Lock()
 		b := h.buckets[cl]

@@ -41,6 +41,7 @@ func (c *flowConn) Park(resume func()) bool {
 	if len(c.rb) > 0 || c.rerr != nil {
 		return false
 	}
+	c.flushHeld()
 	p := c.lim.park
 	if p == nil || !c.raw.ok() {
 		return false
@@ -103,6 +104,7 @@ func (c *flowConn) wakeRead(sweep int64) {
 // large as the buffer.
 func (c *flowConn) Read(p []byte) (int, error) {
 	if len(c.rb) == 0 && c.rerr == nil {
+		c.flushHeld()
 		// TLS and WebSocket connections buffer their input themselves and
 		// never park: no buffer of ours held through their idle waits.
 		if len(p) >= readBufSize || !c.raw.ok() {
@@ -123,6 +125,7 @@ func (c *flowConn) Read(p []byte) (int, error) {
 	if len(c.rb) == 0 {
 		c.putReadBuf()
 	}
+	c.inputPending.Store(len(c.rb) > 0)
 	return n, nil
 }
 

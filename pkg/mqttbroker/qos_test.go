@@ -246,3 +246,59 @@ func TestMosquittoPubToSysEnds(t *testing.T) {
 		t.Fatalf("acl denials{publish} = %v, want 2", n)
 	}
 }
+
+// Acks of publishes that arrive in one read go out together (flowConn holds
+// them while more input is buffered), and every one of them reaches the
+// client whatever comes last in that read: a packet that is not
+// acknowledged, one that is answered otherwise, a DISCONNECT or a publish
+// that ends the connection.
+func TestAcksOfOneReadAllArrive(t *testing.T) {
+	b, _ := startBroker(t, testConfig(t))
+	addr := b.Addr("tcp")
+	topic := "p2pd/" + newNodeID(t)
+	const n = 50
+	for _, tc := range []struct {
+		name    string
+		trailer []byte
+		then    byte // the packet type after the PUBACKs; 0: the connection ends
+	}{
+		{"QoS 0 publish last", encoded(t, publishPacket(topic, 0, 0, []byte("x")), 4), packets.Pingresp},
+		{"PINGREQ last", []byte{0xc0, 0x00}, packets.Pingresp}, // its PINGRESP comes after the PUBACKs
+		{"DISCONNECT last", []byte{0xe0, 0x00}, 0},
+		{"refused QoS 1 publish last", encoded(t, publishPacket("chat/room", 1, n+1, []byte("x")), 4), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc, _ := connectRaw(t, addr, 4, userName, userPass)
+			var batch []byte
+			for id := uint16(1); id <= n; id++ {
+				batch = append(batch, encoded(t, publishPacket(topic, 1, id, []byte("payload")), 4)...)
+			}
+			batch = append(batch, tc.trailer...)
+			if _, err := rc.conn.Write(batch); err != nil {
+				t.Fatal(err)
+			}
+			for id := uint16(1); id <= n; id++ {
+				if got := rc.mustRecv(packets.Puback).PacketID; got != id {
+					t.Fatalf("PUBACK for %d, want %d", got, id)
+				}
+			}
+			if tc.then != 0 {
+				rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+				rc.mustRecv(tc.then) // the connection is still up
+				return
+			}
+			for { // mochi sends a DISCONNECT first, to 3.1.1 clients too
+				pk, err := rc.recv()
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Fatal("the connection stayed open")
+				}
+				if err != nil {
+					return
+				}
+				if pk.FixedHeader.Type != packets.Disconnect {
+					t.Fatalf("got packet type %d, want the connection closed", pk.FixedHeader.Type)
+				}
+			}
+		})
+	}
+}
