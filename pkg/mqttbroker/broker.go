@@ -195,7 +195,7 @@ func newHook(cfg Config, log *slog.Logger) (*hook, error) {
 	}
 	h.flow = &flowLimits{
 		window: int(cfg.Limits.MaxInflight), maxQueued: cfg.Limits.MaxQueued, maxBytes: cfg.Limits.MaxQueuedBytes,
-		maxPending: int(cfg.Limits.MaxPendingWrites),
+		maxPending: int(cfg.Limits.MaxPendingWrites), holdAcks: cfg.Store == "",
 		onOverflow: func(queued, bytes int) {
 			h.refuse(LimitQueued, "session ended: client queue full (the client does not acknowledge its QoS 1/2 messages)",
 				"queued", queued, "bytes", bytes, "max", cfg.Limits.MaxQueued, "max_bytes", cfg.Limits.MaxQueuedBytes)

@@ -49,6 +49,10 @@ type flowLimits struct {
 	queued     atomic.Int64
 	congested  atomic.Int64 // connections congested now
 	park       *parker      // nil: read loops never park (park.go)
+	// holdAcks lets Write hold acks back while more of the client's input is
+	// buffered (off with a store: each message then waits for a disk sync,
+	// and an ack would wait for every sync of the read).
+	holdAcks   bool
 	onOverflow func(queued, bytes int)
 }
 
@@ -260,7 +264,7 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		c.qBytes += len(pkt)
 		c.lim.queued.Add(1)
 	}
-	if acksOnly && c.partial == nil && c.inputPending.Load() {
+	if acksOnly && c.lim.holdAcks && c.partial == nil && c.inputPending.Load() {
 		// Acks of the client's own packets while the read loop still has
 		// more of its input to process: they go out with whatever that
 		// produces, or before the loop next reads the socket (flushHeld).
@@ -283,6 +287,7 @@ func (c *flowConn) flushHeld() {
 	}
 	c.mu.Lock()
 	c.kick()
+	c.checkCongestion()
 	c.mu.Unlock()
 }
 

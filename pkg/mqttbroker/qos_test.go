@@ -302,3 +302,26 @@ func TestAcksOfOneReadAllArrive(t *testing.T) {
 		})
 	}
 }
+
+// Held acks count against the connection's byte bound like anything else
+// not yet written; once they are written the connection is not congested
+// (the gauge is what makes every publish wait for it).
+func TestHeldAcksLeaveNoCongestion(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Limits.MaxQueuedBytes = 100 // 13 PUBACKs (52 bytes) are over half of it
+	b, reg := startBroker(t, cfg)
+	topic := "p2pd/" + newNodeID(t)
+	rc, _ := connectRaw(t, b.Addr("tcp"), 4, userName, userPass)
+	var batch []byte
+	for id := uint16(1); id <= 13; id++ {
+		batch = append(batch, encoded(t, publishPacket(topic, 1, id, []byte("x")), 4)...)
+	}
+	batch = append(batch, encoded(t, publishPacket(topic, 0, 0, []byte("x")), 4)...)
+	if _, err := rc.conn.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	for range 13 {
+		rc.mustRecv(packets.Puback)
+	}
+	waitCounter(t, reg, 0, "mqttd_congested_connections")
+}

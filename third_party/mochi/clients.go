@@ -724,10 +724,12 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		err = fmt.Errorf("%w: %v", packets.ErrNoValidPacketAvailable, pk.FixedHeader.Type)
 	}
 	if err != nil {
+		cl.flushIfLast()
 		return err
 	}
 
 	if pk.Mods.MaxSize > 0 && uint32(buf.Len()) > pk.Mods.MaxSize {
+		cl.flushIfLast()
 		return packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
 	}
 
@@ -774,6 +776,18 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
 
 	return err
+}
+
+// flushIfLast writes what outbuf holds when no queued packet is left to
+// write it: a packet that failed to encode (too large for the client) left
+// earlier packets, acks among them, in outbuf until some later write
+// (p2pd patch).
+func (cl *Client) flushIfLast() {
+	cl.Lock()
+	defer cl.Unlock()
+	if len(cl.State.outbound) == 0 {
+		_ = cl.flushOutbuf()
+	}
 }
 
 func (cl *Client) flushOutbuf() (err error) {

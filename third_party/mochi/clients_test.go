@@ -839,6 +839,25 @@ func TestClientWritePacketBuffer(t *testing.T) {
 	}
 }
 
+// A packet too large for the client, written last, does not leave what
+// earlier writes put in the write-behind buffer unwritten (p2pd patch).
+func TestWriteClientOversizePacketFlushesBuffered(t *testing.T) {
+	cl, r, _ := newTestClient()
+	cl.Properties.Props.MaximumPacketSize = 2
+	cl.Net.outbuf = bytes.NewBuffer([]byte{0x40, 0x02, 0x00, 0x01}) // a PUBACK waiting
+	pk := *packets.TPacketData[packets.Publish].Get(packets.TPublishDropOversize).Packet
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, 4)
+		_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _ := io.ReadFull(r, b)
+		got <- b[:n]
+	}()
+	err := cl.WritePacket(pk)
+	require.ErrorIs(t, err, packets.ErrPacketTooLarge)
+	require.Equal(t, []byte{0x40, 0x02, 0x00, 0x01}, <-got)
+}
+
 func TestWriteClientOversizePacket(t *testing.T) {
 	cl, _, _ := newTestClient()
 	cl.Properties.Props.MaximumPacketSize = 2

@@ -605,9 +605,19 @@ func (x *TopicsIndex) pooledSubscribers(topic string) *Subscribers {
 	return x.scanSubscribers(topic, 0, nil, subscribersPool.Get().(*Subscribers))
 }
 
+// maxPooledSubscribers bounds the matches a pooled Subscribers held: clear
+// keeps a map's capacity and ranging costs in proportion to it, so one
+// publish to 10,000 subscribers made every later publish that drew the same
+// value pay 11 us instead of 0.6.
+const maxPooledSubscribers = 256
+
 func releaseSubscribers(s *Subscribers) {
 	if s.Shared == nil || s.SharedSelected == nil || s.Subscriptions == nil || s.InlineSubscriptions == nil {
 		return // a hook replaced or emptied it: not ours to keep
+	}
+	if len(s.Subscriptions) > maxPooledSubscribers || len(s.Shared) > maxPooledSubscribers ||
+		len(s.SharedSelected) > maxPooledSubscribers || len(s.InlineSubscriptions) > maxPooledSubscribers {
+		return
 	}
 	clear(s.Shared)
 	clear(s.SharedSelected)
