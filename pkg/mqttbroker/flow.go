@@ -268,8 +268,7 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		// Acks of the client's own packets while the read loop still has
 		// more of its input to process: they go out with whatever that
 		// produces, or before the loop next reads the socket (flushHeld).
-		// One write per PUBACK was a third of mqttd's system calls under
-		// QoS 1 load.
+		// A write per PUBACK took 7 % off QoS 1 deliveries/s in an A/B.
 		c.held.Store(true)
 		c.checkCongestion()
 		return len(p), nil
