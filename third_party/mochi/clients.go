@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/xid"
 
+	"github.com/mochi-mqtt/server/v2/mempool"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -635,23 +636,11 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 	return
 }
 
-// encodeBuffers keeps WritePacket's buffers: a new one per packet, grown
-// while encoding, was a tenth of the bytes a QoS 1 delivery allocated. So
-// OnPacketSent's pkb is valid only during the call (p2pd patch).
-var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// maxPooledEncodeBuffer bounds what a pooled buffer keeps after a large packet.
-const maxPooledEncodeBuffer = 64 << 10
-
-func getEncodeBuffer() *bytes.Buffer { return encodeBuffers.Get().(*bytes.Buffer) }
-
-func putEncodeBuffer(b *bytes.Buffer) {
-	if b.Cap() > maxPooledEncodeBuffer {
-		return
-	}
-	b.Reset()
-	encodeBuffers.Put(b)
-}
+// encodeBuffers keeps WritePacket's buffers (up to 64 KiB each): a new one
+// per packet, grown while encoding, was a tenth of the bytes a QoS 1
+// delivery allocated. So OnPacketSent's pkb is valid only during the call
+// (p2pd patch).
+var encodeBuffers = mempool.NewBuffer(64 << 10)
 
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
@@ -687,8 +676,8 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
 
 	var err error
-	buf := getEncodeBuffer() // p2pd patch: given back when this returns
-	defer putEncodeBuffer(buf)
+	buf := encodeBuffers.Get() // p2pd patch: given back when this returns
+	defer encodeBuffers.Put(buf)
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectEncode(buf)
@@ -752,7 +741,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 			if buf.Len() >= cl.ops.options.ClientNetWriteBufferSize {
 				return buf.WriteTo(cl.Net.Conn)
 			}
-			cl.Net.outbuf = getEncodeBuffer() // p2pd patch: back to the pool once flushed
+			cl.Net.outbuf = encodeBuffers.Get() // p2pd patch: back to the pool once flushed
 		}
 
 		n, _ := cl.Net.outbuf.Write(buf.Bytes()) // will always be successful
@@ -797,7 +786,7 @@ func (cl *Client) flushOutbuf() (err error) {
 
 	_, err = cl.Net.outbuf.WriteTo(cl.Net.Conn)
 	if err == nil {
-		putEncodeBuffer(cl.Net.outbuf)
+		encodeBuffers.Put(cl.Net.outbuf)
 		cl.Net.outbuf = nil
 	}
 	return
