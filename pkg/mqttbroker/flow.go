@@ -234,10 +234,11 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		}
 		pkt := buf[i : i+n]
 		i += n
-		if t := pkt[0] >> 4; t < typePuback || t > typePubcomp {
+		t := pkt[0] >> 4
+		if t < typePuback || t > typePubcomp {
 			acksOnly = false
 		}
-		if pkt[0]>>4 != typePublish {
+		if t != typePublish {
 			c.send(pkt)
 			continue
 		}
