@@ -50,6 +50,9 @@ type sys struct {
 	recv, send     func(fd uintptr) bool
 	tryRecv        func(fd uintptr) bool // recv that never waits
 	waitRecv       func(fd uintptr) bool // recv on det, called by its epoll instance's Read
+	pollRecv       func(fd uintptr) bool // recv counted in rtries, for rc.Read
+	rtries         int                   // recv attempts in this waiting read: 1 if it did not wait
+	waits          uint64                // waiting reads that found the socket empty (Waits)
 	rwant, rgot    int
 	wwant, wgot    int
 	rerrno, werrno syscall.Errno
@@ -84,6 +87,10 @@ func (s *sys) setup(batch int) {
 		s.rgot, s.rerrno = 0, 0
 		return mmsg(unix.SYS_RECVMMSG, fd, s.r.hdrs, s.rwant, &s.rgot, &s.rerrno)
 	}
+	s.pollRecv = func(fd uintptr) bool {
+		s.rtries++
+		return s.recv(fd)
+	}
 	s.tryRecv = func(fd uintptr) bool {
 		s.recv(fd)
 		return true
@@ -98,6 +105,7 @@ func (s *sys) setup(batch int) {
 	}
 	if d := s.det; d != nil {
 		s.waitRecv = func(uintptr) bool {
+			s.rtries++
 			done, ok := d.run(s.recv)
 			if !ok {
 				s.rclosed = true
@@ -129,10 +137,13 @@ func (s *sys) control(f func(fd uintptr)) error {
 // doRead runs recv (wait: until the socket has data) on the socket.
 func (s *sys) doRead(wait bool) error {
 	if s.det == nil {
-		if wait {
-			return s.rc.Read(s.recv)
+		if !wait {
+			return s.rc.Read(s.tryRecv)
 		}
-		return s.rc.Read(s.tryRecv)
+		s.rtries = 0
+		err := s.rc.Read(s.pollRecv)
+		s.countWait()
+		return err
 	}
 	if !wait {
 		if _, ok := s.det.run(s.recv); !ok {
@@ -146,12 +157,21 @@ func (s *sys) doRead(wait bool) error {
 	if unwatched {
 		return errUnwatched
 	}
-	s.rclosed = false
+	s.rclosed, s.rtries = false, 0
 	err := s.det.epRaw.Read(s.waitRecv)
+	s.countWait()
 	if s.rclosed || err != nil && s.det.isClosed() { // the epoll instance's "use of closed file"
 		return net.ErrClosed
 	}
 	return err
+}
+
+// countWait counts a waiting read that tried more than once: the first
+// try found the socket empty.
+func (s *sys) countWait() {
+	if s.rtries > 1 {
+		s.waits++
+	}
 }
 
 // doWrite runs send (or sendOne) on the socket until it took something.
@@ -179,6 +199,11 @@ func (s *sys) doWrite(send func(fd uintptr) bool) error {
 // Read waits for at least one datagram and reads up to len(ms) (at most
 // the batch size) into ms[i].Buf, filling N and Addr.
 func (b *Conn) Read(ms []Msg) (int, error) { return b.read(ms, true) }
+
+// Waits is how many of b's Reads found the socket empty and waited for
+// input. A reader that sees it unchanged across a Read knows the Read
+// returned at once: input kept coming. Only Read's goroutine may call it.
+func (b *Conn) Waits() uint64 { return b.sys.waits }
 
 // TryRead is Read without the wait: 0 and no error when nothing is queued.
 // It exists on Linux only, for a caller that learns from its own epoll set

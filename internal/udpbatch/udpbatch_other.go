@@ -28,6 +28,9 @@ func (b *Conn) Read(ms []Msg) (int, error) {
 	return 1, nil
 }
 
+// Waits is 0 here: Go's poller hides whether a read waited.
+func (b *Conn) Waits() uint64 { return 0 }
+
 // Detach is New here: only Linux takes sockets out of Go's poller.
 func Detach(c *net.UDPConn, batch int) (*Conn, error) { return New(c, batch), nil }
 
