@@ -134,8 +134,15 @@ func TestMoveAndCut(t *testing.T) {
 			a1, b1 := f1.pair(t)
 			a := New(a1, "relay", 0, oa)
 			b := New(b1, "relay", 0, ob)
-			defer a.Close()
+			// On a failure the streams close under the reader and writer:
+			// they end without reporting it, and the test returns only
+			// after they have (defers run last-registered first).
+			var loops sync.WaitGroup
+			var ended atomic.Bool
+			defer loops.Wait()
 			defer b.Close()
+			defer a.Close()
+			defer ended.Store(true)
 
 			const total = 10 << 20
 			want := make([]byte, total)
@@ -144,13 +151,17 @@ func TestMoveAndCut(t *testing.T) {
 			}
 			var got atomic.Int64
 			sum := make(chan [32]byte, 1)
+			loops.Add(2)
 			go func() {
+				defer loops.Done()
 				h := sha256.New()
 				buf := make([]byte, 50000)
 				for got.Load() < total {
 					n, err := b.Read(buf)
 					if err != nil {
-						t.Errorf("read after %d bytes: %v", got.Load(), err)
+						if !ended.Load() {
+							t.Errorf("read after %d bytes: %v", got.Load(), err)
+						}
 						break
 					}
 					h.Write(buf[:n])
@@ -161,9 +172,12 @@ func TestMoveAndCut(t *testing.T) {
 				sum <- s
 			}()
 			go func() {
+				defer loops.Done()
 				for off := 0; off < total; off += 7777 {
 					if _, err := a.Write(want[off:min(off+7777, total)]); err != nil {
-						t.Errorf("write at %d: %v", off, err)
+						if !ended.Load() {
+							t.Errorf("write at %d: %v", off, err)
+						}
 						return
 					}
 				}
