@@ -7,7 +7,8 @@
 #   BENCH_SECONDS  measured seconds per scenario, broker and round (default 3)
 #   BENCH_ROUNDS   rounds (default 5)
 #   BENCH_WINDOW   messages in flight per publisher (default 100)
-#   BENCH_RATE     deliveries/s of the light-load scenario (default 2000)
+#   BENCH_RATE     deliveries/s of the light-load scenarios (default 2000):
+#                  sends spread evenly, and in bursts of 10 (mqttload -burst)
 #   BENCH_IDLE     idle connections for the memory figure (default 10000, 0 skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,8 +76,12 @@ once() { # port args...: one result line
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
-names=("10 -> 10, QoS 0" "10 -> 10, QoS 1" "1 -> 100 fan-out, QoS 0" "light load, 10 -> 10, QoS 1, $RATE deliveries/s")
-args=("-pubs 10 -subs 10 -qos 0" "-pubs 10 -subs 10 -qos 1" "-pubs 1 -subs 100 -fanout -qos 0" "-pubs 10 -subs 10 -qos 1 -rate $RATE")
+# Light load twice: the publishers' sends spread evenly (one publish every
+# 1/RATE s), and in bursts (all ten publish at the same instants).
+names=("10 -> 10, QoS 0" "10 -> 10, QoS 1" "1 -> 100 fan-out, QoS 0" "light load, 10 -> 10, QoS 1, $RATE deliveries/s"
+  "light load in bursts of 10, QoS 1, $RATE deliveries/s")
+args=("-pubs 10 -subs 10 -qos 0" "-pubs 10 -subs 10 -qos 1" "-pubs 1 -subs 100 -fanout -qos 0" "-pubs 10 -subs 10 -qos 1 -rate $RATE"
+  "-pubs 10 -subs 10 -qos 1 -rate $RATE -burst")
 declare -A res
 for r in $(seq "$ROUNDS"); do
   order="mqttd mosquitto"; ((r % 2 == 0)) && order="mosquitto mqttd"

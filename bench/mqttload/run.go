@@ -25,7 +25,18 @@ type runOpts struct {
 	complete           bool          // fail when a message is missing after the drain
 	size               int
 	rate               float64 // >0: paced, this many deliveries/s over all subscribers
+	burst              bool    // paced: every publisher sends at the same instants (see phase)
 	label              string
+}
+
+// phase is when, within each interval of a paced run, publisher i of n
+// sends: spread evenly, so that the broker sees one publish every
+// interval/n, or all at the start (burst), so that it sees n at once.
+func phase(i, n int, interval time.Duration, burst bool) time.Duration {
+	if burst || n < 1 {
+		return 0
+	}
+	return interval * time.Duration(i) / time.Duration(n)
 }
 
 // result is what a run measured. missing counts deliveries that never came:
@@ -80,6 +91,7 @@ func runCmd(args []string) error {
 	fs.BoolVar(&o.complete, "complete", false, "exit with an error when any message is missing")
 	fs.IntVar(&o.size, "size", 256, "payload bytes (>= 16)")
 	fs.Float64Var(&o.rate, "rate", 0, "paced load: deliveries/s over all subscribers, whatever the window (0: as fast as -window or -inflight allow)")
+	fs.BoolVar(&o.burst, "burst", false, "paced load: all publishers send at the same instants, in bursts of -pubs messages (default: their sends are spread evenly over each interval)")
 	fs.StringVar(&o.label, "label", "", "name printed in the result line")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -256,6 +268,7 @@ func run(o runOpts) (result, error) {
 	if o.rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(o.pubs*book.need) / o.rate)
 	}
+	base := time.Now()
 	var wg sync.WaitGroup
 	for i := range pubs {
 		wg.Add(1)
@@ -278,7 +291,7 @@ func run(o runOpts) (result, error) {
 				}()
 				defer func() { close(acks); <-acked }()
 			}
-			next := time.Now()
+			next := base.Add(phase(i, len(pubs), interval, o.burst))
 			for seq := uint32(0); ; seq++ {
 				if interval > 0 {
 					next = next.Add(interval)

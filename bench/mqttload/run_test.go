@@ -54,3 +54,26 @@ func TestTenToTenQoS1NothingMissing(t *testing.T) {
 		}
 	}
 }
+
+// A paced run spreads its publishers' sends over each interval unless
+// -burst asks for them together.
+func TestPhase(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		i, n  int
+		burst bool
+		want  time.Duration
+	}{
+		{"first publisher", 0, 10, false, 0},
+		{"second of ten", 1, 10, false, 500 * time.Microsecond},
+		{"last of ten", 9, 10, false, 4500 * time.Microsecond},
+		{"burst", 9, 10, true, 0},
+		{"alone", 0, 1, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := phase(tc.i, tc.n, 5*time.Millisecond, tc.burst); got != tc.want {
+				t.Errorf("phase(%d, %d, 5ms, %v) = %v, want %v", tc.i, tc.n, tc.burst, got, tc.want)
+			}
+		})
+	}
+}
