@@ -5,7 +5,8 @@
 //
 //	mqttload run  -broker tcp://127.0.0.1:1883 -pubs 10 -subs 10 -qos 1 -seconds 5
 //	mqttload run  -broker ... -pubs 1 -subs 100 -fanout
-//	mqttload run  -broker ... -qos 1 -rate 2000   (paced: deliveries/s)
+//	mqttload run  -broker ... -qos 1 -rate 2000   (paced: deliveries/s, the publishers' sends spread evenly)
+//	mqttload run  -broker ... -qos 1 -rate 2000 -burst   (paced: all publishers send at the same instants)
 //	mqttload run  -broker ... -pubs 10 -subs 10 -qos 1 -inflight 100 -seconds 10 -complete
 //	              (open loop: 100 publishes in flight per publisher; fails if any message is missing)
 //	mqttload idle -addr 127.0.0.1:1883 -n 10000 -pid <broker pid>
