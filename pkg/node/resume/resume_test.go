@@ -22,24 +22,22 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			ch <- nil
-			return
-		}
-		ch <- c
-	}()
 	a, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := <-ch
-	if b == nil {
-		t.Fatal("accept failed")
+	// Accept until the connection is a's: another process (a test that
+	// dials a port it found free earlier) may have reached the listener.
+	for {
+		b, err := ln.Accept()
+		if err != nil {
+			t.Fatalf("accept: %v", err)
+		}
+		if b.RemoteAddr().String() == a.LocalAddr().String() {
+			return a, b
+		}
+		b.Close()
 	}
-	return a, b
 }
 
 // freezer forwards a TCP connection through loopback sockets until frozen:
