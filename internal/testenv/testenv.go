@@ -1,6 +1,7 @@
 // Package testenv gates tests on what the machine provides (root, external
 // tools) and turns a skip into a failure under CI, where everything the tests
-// need is installed by `make deps`.
+// need is installed by `make deps`. TCPPair gives tests both ends of a real
+// loopback TCP connection.
 package testenv
 
 import (

@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/p2pd-go/p2pd/internal/testenv"
 )
 
 // sink is a net.Conn that records what is written to it.
@@ -149,20 +151,6 @@ func varint(n int) []byte {
 // tcpPair is both ends of a loopback TCP connection, closed with the test.
 func tcpPair(t *testing.T) (accepted, dialed net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dialed, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dialed.Close() })
-	accepted, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = accepted.Close() })
+	dialed, accepted = testenv.TCPPair(t, "tcp", "127.0.0.1:0")
 	return accepted, dialed
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/flynn/noise"
 	"github.com/p2pd-go/p2pd/pkg/identity"
+
+	"github.com/p2pd-go/p2pd/internal/testenv"
 )
 
 func newID(t testing.TB) *identity.Identity {
@@ -26,26 +28,7 @@ func newID(t testing.TB) *identity.Identity {
 // tcpPair returns the two ends of a real loopback TCP connection.
 func tcpPair(t testing.TB) (client, server net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		done <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-done
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
+	return testenv.TCPPair(t, "tcp", "127.0.0.1:0")
 }
 
 type acceptResult struct {

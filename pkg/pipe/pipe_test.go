@@ -15,35 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/p2pd-go/p2pd/internal/metricstest"
+	"github.com/p2pd-go/p2pd/internal/testenv"
 )
 
 // tcpPair returns both ends of a real loopback TCP connection.
 func tcpPair(t testing.TB, network, addr string) (client, server net.Conn) {
 	t.Helper()
-	l, err := net.Listen(network, addr)
-	if err != nil {
-		t.Skipf("no %s loopback: %v", network, err)
-	}
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	client, err = net.Dial(network, l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
+	return testenv.TCPPair(t, network, addr)
 }
 
 // pipePair wraps both ends of a loopback connection in pipes.

@@ -16,14 +16,12 @@ import (
 // ends (1.5 ms on a 2-core machine) and then waits as long for the CPU while
 // clients' answers, or their next requests, queue behind it. That made
 // stund's p99 latency 1.3-1.7x coturn's, whose threads block between small
-// batches (docs/benchmarks.md). A sched_yield at a batch boundary, once
-// every yieldAfter of continuous work, hands the CPU over with nothing of
-// ours half done. A goroutine whose socket runs dry sleeps anyway and never
-// yields. Measured on 2 cores (6 interleaved rounds beside coturn), 200 us
-// halved the pipelined p99 (1,705 -> 852 us; coturn 1,253) for 4 % of the
-// pipelined requests/s and 1 % of the closed-loop ones; 100 us cut the p99
-// further (625 us) but cost closed-loop clients 6 %, 300 us cut less (922).
-// Yielding after every batch cost closed-loop clients 16 %.
+// batches. A sched_yield at a batch boundary, once every yieldAfter of
+// continuous work, hands the CPU over with nothing of ours half done. A
+// goroutine whose socket runs dry sleeps anyway and never yields. 200 us
+// halved the pipelined p99 for 4 % of the pipelined requests/s; shorter
+// cost closed-loop clients more, longer cut less (the measurements are in
+// docs/benchmarks.md, stund section).
 const yieldAfter = 200 * time.Microsecond
 
 // udpBatch is the number of datagrams read (recvmmsg) and answered

@@ -12,32 +12,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/p2pd-go/p2pd/internal/testenv"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Accept until the connection is a's: another process (a test that
-	// dials a port it found free earlier) may have reached the listener.
-	for {
-		b, err := ln.Accept()
-		if err != nil {
-			t.Fatalf("accept: %v", err)
-		}
-		if b.RemoteAddr().String() == a.LocalAddr().String() {
-			return a, b
-		}
-		b.Close()
-	}
+	return testenv.TCPPair(t, "tcp", "127.0.0.1:0")
 }
 
 // freezer forwards a TCP connection through loopback sockets until frozen:
