@@ -70,7 +70,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	reg := adminhttp.NewRegistry()
-	cfg.Metrics = stun.NewMetrics(reg)
+	cfg.Metrics = stun.NewMetrics()
+	if err := cfg.Metrics.Register(reg); err != nil {
+		return err
+	}
 	cfg.Log = log
 	srv, err := stun.Listen(cfg)
 	if err != nil {

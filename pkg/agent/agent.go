@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/promreg"
 	"github.com/p2pd-go/p2pd/internal/sock"
 	"github.com/p2pd-go/p2pd/pkg/clock"
 	"github.com/p2pd-go/p2pd/pkg/identity"
@@ -204,17 +205,15 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	nm := node.NewMetrics()
 	sm := signal.NewMetrics()
-	if a.cfg.Registry != nil {
-		for _, r := range []interface {
-			Register(prometheus.Registerer) error
-		}{nm, sm, a.pm} {
-			if err := r.Register(a.cfg.Registry); err != nil {
-				return fmt.Errorf("agent: metrics: %w", err)
-			}
+	for _, r := range []interface {
+		Register(prometheus.Registerer) error
+	}{nm, sm, a.pm} {
+		if err := r.Register(a.cfg.Registry); err != nil {
+			return fmt.Errorf("agent: %w", err)
 		}
-		if err := a.cfg.Registry.Register(a.refused); err != nil {
-			return fmt.Errorf("agent: metrics: %w", err)
-		}
+	}
+	if err := promreg.Register(a.cfg.Registry, "agent", a.refused); err != nil {
+		return err
 	}
 	var err error
 	a.sig, err = signal.NewClient(signal.ClientConfig{

@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/promreg"
 	"github.com/p2pd-go/p2pd/pkg/node"
 	"github.com/p2pd-go/p2pd/pkg/node/resume"
 	"github.com/p2pd-go/p2pd/pkg/peeraddr"
@@ -76,10 +76,8 @@ func newMigrator(a *Agent) (*migrator, error) {
 	if m.cfg.Retry <= 0 {
 		m.cfg.Retry = 2 * time.Second
 	}
-	if a.cfg.Registry != nil {
-		if err := a.cfg.Registry.Register(m.total); err != nil {
-			return nil, fmt.Errorf("agent: metrics: %w", err)
-		}
+	if err := promreg.Register(a.cfg.Registry, "agent", m.total); err != nil {
+		return nil, err
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m, nil

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/promreg"
 	"github.com/p2pd-go/p2pd/pkg/identity"
 	"github.com/p2pd-go/p2pd/pkg/nat"
 	"github.com/p2pd-go/p2pd/pkg/node"
@@ -97,12 +98,8 @@ func newPunchStrategy(a *Agent) (*punchStrategy, error) {
 	for _, r := range []string{offerOK, offerFailed, offerRefused, offerLimited} {
 		p.offers.WithLabelValues(r)
 	}
-	if a.cfg.Registry != nil {
-		for _, c := range []prometheus.Collector{p.offers, p.retries} {
-			if err := a.cfg.Registry.Register(c); err != nil {
-				return nil, fmt.Errorf("agent: metrics: %w", err)
-			}
-		}
+	if err := promreg.Register(a.cfg.Registry, "agent", p.offers, p.retries); err != nil {
+		return nil, err
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2pd-go/p2pd/internal/promreg"
 	"github.com/p2pd-go/p2pd/pkg/identity"
 	"github.com/p2pd-go/p2pd/pkg/nat"
 	"github.com/p2pd-go/p2pd/pkg/node"
@@ -54,10 +55,8 @@ func newPunchLegMetrics(reg prometheus.Registerer) (*prometheus.CounterVec, erro
 			v.WithLabelValues(t, r)
 		}
 	}
-	if reg != nil {
-		if err := reg.Register(v); err != nil {
-			return nil, fmt.Errorf("agent: metrics: %w", err)
-		}
+	if err := promreg.Register(reg, "agent", v); err != nil {
+		return nil, err
 	}
 	return v, nil
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/p2pd-go/p2pd/pkg/stun"
@@ -27,7 +26,7 @@ func startStund(t testing.TB) string {
 		s, err = stun.Listen(stun.ServerConfig{
 			Primary4: ip, NoUDP: true, Sockets: 1,
 			NTPAddrs: []netip.AddrPort{netip.AddrPortFrom(ip, 0)},
-			Metrics:  stun.NewMetrics(prometheus.NewRegistry()),
+			Metrics:  stun.NewMetrics(),
 		})
 		if err == nil {
 			t.Cleanup(func() { _ = s.Close() })

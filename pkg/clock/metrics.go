@@ -1,6 +1,9 @@
 package clock
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/p2pd-go/p2pd/internal/promreg"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Query results counted in agent_clock_ntp_queries_total.
 const (
@@ -45,10 +48,8 @@ func newMetrics(c *Clock, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Bound on the error of the corrected clock (see docs/agent.md, Clock).",
 		}, func() float64 { return c.Uncertainty().Seconds() }),
 	}
-	for _, col := range cs {
-		if err := reg.Register(col); err != nil {
-			return nil, err
-		}
+	if err := promreg.Register(reg, "clock", cs...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

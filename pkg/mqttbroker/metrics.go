@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/p2pd-go/p2pd/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -70,10 +71,8 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server, flow *flowLimits) (
 		}
 		return float64(flow.park.count.Load())
 	})
-	for _, c := range []prometheus.Collector{m.connections, m.authFailures, m.aclDenials, m.limitRefusals, m.panics, queued, congested, parked, newInfoCollector(srv)} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := promreg.Register(reg, "mqttbroker", m.connections, m.authFailures, m.aclDenials, m.limitRefusals, m.panics, queued, congested, parked, newInfoCollector(srv)); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

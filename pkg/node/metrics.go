@@ -1,6 +1,9 @@
 package node
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/p2pd-go/p2pd/internal/promreg"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics counts what the node does.
 type Metrics struct {
@@ -36,10 +39,5 @@ func NewMetrics() *Metrics {
 
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.Connects, m.Duration, m.Time, m.Handshakes, m.Inbound} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return promreg.Register(reg, "node", m.Connects, m.Duration, m.Time, m.Handshakes, m.Inbound)
 }

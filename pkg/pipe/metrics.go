@@ -1,8 +1,7 @@
 package pipe
 
 import (
-	"fmt"
-
+	"github.com/p2pd-go/p2pd/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -34,10 +33,5 @@ func NewMetrics() *Metrics {
 
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.Received, m.Sent, m.Dropped, m.Unmatched} {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("pipe: register metrics: %w", err)
-		}
-	}
-	return nil
+	return promreg.Register(reg, "pipe", m.Received, m.Sent, m.Dropped, m.Unmatched)
 }

@@ -1,9 +1,7 @@
 package relay
 
 import (
-	"errors"
-	"fmt"
-
+	"github.com/p2pd-go/p2pd/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -53,17 +51,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"oversize", "malformed", "foreign"} {
 		m.dropped.WithLabelValues(r)
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.allocations, m.active, m.reallocations, m.losses, m.refreshes, m.bytes, m.dropped, m.streams, m.streamsActive} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("relay: metrics already registered (one Client per registry): %w", err)
-			}
-			return nil, fmt.Errorf("relay: register metrics: %w", err)
-		}
+	if err := promreg.Register(reg, "relay", m.allocations, m.active, m.reallocations, m.losses, m.refreshes, m.bytes, m.dropped, m.streams, m.streamsActive); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,8 +1,7 @@
 package signal
 
 import (
-	"fmt"
-
+	"github.com/p2pd-go/p2pd/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -64,10 +63,5 @@ func NewMetrics() *Metrics {
 
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.Dropped, m.Received, m.Sent, m.Publishes, m.PubErrors, m.Connected, m.Reconnects} {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("signal: register metrics: %w", err)
-		}
-	}
-	return nil
+	return promreg.Register(reg, "signal", m.Dropped, m.Received, m.Sent, m.Publishes, m.PubErrors, m.Connected, m.Reconnects)
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func fuzzServer() *Server {
-	return &Server{m: NewMetrics(nil), software: []byte("p2pd")}
+	return &Server{m: NewMetrics(), software: []byte("p2pd")}
 }
 
 // FuzzHandle feeds arbitrary bytes to the request handler: it must never

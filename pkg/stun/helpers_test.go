@@ -23,7 +23,10 @@ var (
 func startServer(t testing.TB, cfg ServerConfig) (*Server, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	cfg.Metrics = NewMetrics(reg)
+	cfg.Metrics = NewMetrics()
+	if err := cfg.Metrics.Register(reg); err != nil {
+		t.Fatal(err)
+	}
 	if cfg.Sockets == 0 {
 		cfg.Sockets = 2
 	}

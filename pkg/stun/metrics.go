@@ -1,6 +1,7 @@
 package stun
 
 import (
+	"github.com/p2pd-go/p2pd/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,9 +17,8 @@ type Metrics struct {
 	ntp         *prometheus.CounterVec
 }
 
-// NewMetrics creates the server metrics and registers them on reg (nil: not
-// registered).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics creates the server metrics; Register exports them.
+func NewMetrics() *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stund_requests_total",
@@ -54,9 +54,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "SNTP requests, by result (answered, malformed, rate_limited).",
 		}, []string{"result"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.responses, m.errors, m.rateLimited, m.malformed, m.latency, m.tcpConns, m.ntp)
-	}
 	// Create the common series up front so dashboards see zeros, not gaps.
 	for _, tr := range []string{"udp", "tcp"} {
 		for _, fam := range []string{"ipv4", "ipv6"} {
@@ -77,4 +74,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.ntp.WithLabelValues(r)
 	}
 	return m
+}
+
+// Register adds the metrics to reg (nil: nothing); an error when reg holds
+// them already.
+func (m *Metrics) Register(reg prometheus.Registerer) error {
+	return promreg.Register(reg, "stun", m.requests, m.responses, m.errors, m.rateLimited, m.malformed, m.latency, m.tcpConns, m.ntp)
 }

@@ -91,7 +91,7 @@ func Listen(cfg ServerConfig) (*Server, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Metrics == nil {
-		cfg.Metrics = NewMetrics(nil)
+		cfg.Metrics = NewMetrics()
 	}
 	if cfg.NoUDP && cfg.NoTCP {
 		return nil, errors.New("stun: both UDP and TCP are disabled")

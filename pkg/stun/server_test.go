@@ -12,6 +12,7 @@ import (
 	"github.com/pion/stun/v2"
 
 	"github.com/p2pd-go/p2pd/internal/metricstest"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -298,5 +299,19 @@ func TestServerConfigErrors(t *testing.T) {
 				t.Fatal("no error")
 			}
 		})
+	}
+}
+
+// TestMetricsSecondRegistration: a second server's metrics on a registry
+// that holds the first's are refused with an error (this used to panic).
+func TestMetricsSecondRegistration(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := NewMetrics().Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	err := NewMetrics().Register(reg)
+	var are prometheus.AlreadyRegisteredError
+	if !errors.As(err, &are) {
+		t.Fatalf("second registration: err = %v, want prometheus.AlreadyRegisteredError", err)
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func fuzzFilter() *filter {
-	m := NewMetrics(nil)
+	m := NewMetrics()
 	return &filter{
 		auth:    NewAuth(testRealm, map[string]string{"alice": "alice-pw"}, []string{"s"}, nil),
 		policy:  NewPolicy(nil, nil, nil),

@@ -1,6 +1,9 @@
 package turnserver
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/p2pd-go/p2pd/internal/promreg"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Direction label values of the relayed traffic counters.
 const (
@@ -41,8 +44,8 @@ type Metrics struct {
 	bytesPeer, bytesClient, pktsPeer, pktsClient prometheus.Counter
 }
 
-// NewMetrics creates the metrics and registers them on reg (nil: not registered).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics creates the metrics; Register exports them.
+func NewMetrics() *Metrics {
 	m := &Metrics{
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "turnd_allocations_active", Help: "Allocations that exist now.",
@@ -113,9 +116,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, q := range []string{quotaUser, quotaTotal} {
 		m.quota.WithLabelValues(q)
 	}
-	if reg != nil {
-		reg.MustRegister(m.active, m.created, m.expired, m.bytes, m.packets, m.authFailures,
-			m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid, m.familyRefused, m.refreshMismatch, m.fast, m.handoffDropped)
-	}
 	return m
+}
+
+// Register adds the metrics to reg (nil: nothing); an error when reg holds
+// them already.
+func (m *Metrics) Register(reg prometheus.Registerer) error {
+	return promreg.Register(reg, "turnserver", m.active, m.created, m.expired, m.bytes, m.packets, m.authFailures,
+		m.denials, m.quota, m.dropped, m.draining, m.drainRefused, m.tcpRefused, m.invalid, m.familyRefused, m.refreshMismatch, m.fast, m.handoffDropped)
 }

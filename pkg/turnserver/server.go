@@ -161,7 +161,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
-	m := NewMetrics(reg)
+	m := NewMetrics()
+	if err := m.Register(reg); err != nil {
+		return nil, err
+	}
 	f := &filter{
 		auth:    NewAuth(cfg.Realm, cfg.Users, cfg.Secrets, cfg.Now),
 		policy:  policy,

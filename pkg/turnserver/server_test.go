@@ -10,6 +10,8 @@ import (
 
 	"github.com/pion/stun/v2"
 	"github.com/pion/turn/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/p2pd-go/p2pd/internal/metricstest"
 )
@@ -232,7 +234,7 @@ func TestRelaySocketRefusesPolicyDestinations(t *testing.T) {
 	}
 	policy := NewPolicy(nil, []netip.Addr{netip.MustParseAddr(testSelf4)}, nil).
 		WithLiveRelays(func(port uint16) bool { return port == 15000 }).WithOwnPorts(3478)
-	f := &filter{policy: policy, m: NewMetrics(nil), tracker: newTracker(0, 0, NewMetrics(nil))}
+	f := &filter{policy: policy, m: NewMetrics(), tracker: newTracker(0, 0, NewMetrics())}
 	rc := &relayConn{PacketConn: pc, f: f, key: "k"}
 	defer rc.Close()
 	for _, a := range []string{"127.0.0.1:9", "[::ffff:127.0.0.1]:9", "169.254.169.254:80", "[::ffff:10.0.0.1]:9",
@@ -443,5 +445,26 @@ func TestDrain(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("Shutdown did not return after the last allocation ended")
+	}
+}
+
+// TestRegistryShared: a second server given the registry of a running one
+// is refused with an error naming the clash (it used to panic), and the
+// first keeps its metrics.
+func TestRegistryShared(t *testing.T) {
+	s, reg := testServer(t, nil)
+	cfg := s.cfg
+	cfg.Port = 0
+	second, err := New(cfg, nil, reg)
+	var are prometheus.AlreadyRegisteredError
+	if err == nil {
+		_ = second.Close()
+		t.Fatal("a second server on the same registry started")
+	}
+	if !errors.As(err, &are) {
+		t.Fatalf("err = %v, want prometheus.AlreadyRegisteredError", err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "turnd_allocations_active"); err != nil || n != 1 {
+		t.Fatalf("first server's turnd_allocations_active: %d series (%v), want 1", n, err)
 	}
 }
