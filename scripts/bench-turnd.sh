@@ -12,6 +12,15 @@
 #     stopped instead of waiting out its own 10 s tail). uclient sets the
 #     pace and the rates move with the shared cores, so each flood also
 #     reports the server's CPU time (utime + stime) per 1000 echoes.
+#     The flood's rate is not the server's: each uclient client sends its
+#     messages in about a second, starting at a random moment 1-6 s after
+#     the run begins (uclient's start_mclient), so packets/s follows how
+#     the starts fall; loss and the CPU per echo are the server's part.
+#   - relay at saturation, 100 B and 1200 B: bench/turnload relay mode,
+#     RELAY_WORKERS clients each keeping RELAY_WINDOW ChannelData packets in
+#     flight to an echo peer of its own, for RELAY_SECONDS: the server sets
+#     the pace. Reported: packets relayed per second (both directions) and
+#     the server's CPU time per 1000 of them.
 #   - allocations/s: bench/turnload alloc mode, ALLOC_WORKERS closed-loop
 #     workers doing Allocate (with its 401 round trip) + release, each cycle
 #     from a fresh 127.N.x.y source address (coturn holds a released address
@@ -25,6 +34,9 @@ UCLIENT_CLIENTS=${UCLIENT_CLIENTS:-10}
 UCLIENT_MSGS=${UCLIENT_MSGS:-10000}
 ALLOC_WORKERS=${ALLOC_WORKERS:-8}
 ALLOC_SECONDS=${ALLOC_SECONDS:-3}
+RELAY_WORKERS=${RELAY_WORKERS:-10}
+RELAY_WINDOW=${RELAY_WINDOW:-16}
+RELAY_SECONDS=${RELAY_SECONDS:-3}
 for t in turnserver turnutils_uclient turnutils_peer; do
   command -v "$t" >/dev/null || { echo "bench-turnd: $t missing (make deps)" >&2; exit 1; }
 done
@@ -112,6 +124,23 @@ flood() {
   }'
 }
 
+# relayrate PORT SIZE PID: prints "packets/s cpu-ms-per-1000-packets" for
+# one turnload relay run against the server PID.
+relayrate() {
+  next_subnet
+  local out c0 c1
+  c0=$(cputicks "$3")
+  # prints "packets N in Xs = R/s errors=E"
+  if ! out=$("$work/turnload" -server "127.0.0.1:$1" -subnet "$subnet" -duration "${RELAY_SECONDS}s" \
+    -mode relay -workers "$RELAY_WORKERS" -window "$RELAY_WINDOW" -size "$2"); then
+    echo "bench-turnd: turnload relay ($2 B) against port $1 failed; counted as 0" >&2
+    echo "0 0"
+    return
+  fi
+  c1=$(cputicks "$3")
+  awk -v ticks=$((c1 - c0)) -v hz="$HZ" '{ r = $6; sub("/s", "", r); printf "%s %.1f\n", r, ($2 > 0) ? ticks * 1e6 / hz / $2 : 0 }' <<<"$out"
+}
+
 allocs() {
   next_subnet
   # prints "<unit> N in Xs = R/s errors=E": field 6 is "R/s"
@@ -133,6 +162,10 @@ for r in $(seq "$ROUNDS"); do
     res[$srv,pps100]+="$pps "; res[$srv,loss100]+="$loss "; res[$srv,cpu100]+="$cpu "
     read -r pps mbit loss cpu < <(flood "$port" 1200 "$pid")
     res[$srv,pps1200]+="$pps "; res[$srv,mbit1200]+="$mbit "; res[$srv,loss1200]+="$loss "; res[$srv,cpu1200]+="$cpu "
+    for size in 100 1200; do
+      read -r rate cpu < <(relayrate "$port" "$size" "$pid")
+      res[$srv,relay$size]+="$rate "; res[$srv,rcpu$size]+="$cpu "
+    done
     res[$srv,alloc]+="$(allocs "$port") "
   done
 done
@@ -159,4 +192,8 @@ row "flood 1200 B: echoed packets/s" pps1200
 row "flood 1200 B: echoed Mbit/s" mbit1200
 row "flood 1200 B: loss %" loss1200
 row "flood 1200 B: server CPU ms per 1000 echoes" cpu1200
+row "relay at saturation 100 B: packets/s (turnload, $RELAY_WORKERS clients x $RELAY_WINDOW in flight)" relay100
+row "relay at saturation 100 B: server CPU ms per 1000 packets" rcpu100
+row "relay at saturation 1200 B: packets/s" relay1200
+row "relay at saturation 1200 B: server CPU ms per 1000 packets" rcpu1200
 row "allocations/s (turnload, $ALLOC_WORKERS closed-loop workers, fresh addresses)" alloc
