@@ -10,10 +10,6 @@ CMDS := $(patsubst cmd/%/,%,$(sort $(dir $(wildcard cmd/*/main.go))))
 FUZZTIME ?= 3s
 TEST_TIMEOUT ?= 25m
 BINDIR ?= bin
-# mochi's own tests that fail now and then on the released v2.7.9 too
-# (timing: it checks that the client was stopped before it is), skipped in
-# make test; see third_party/mochi/PATCHES.md.
-MOCHI_FLAKY := TestServerProcessPublishACLCheckDeny|TestPublishToClientServerTopicAlias|TestPublishToClientSubscriptionDowngradeQos
 
 .PHONY: help build release cross test test-short lint fuzz bench deps up down up-local down-local natmatrix images clean
 
@@ -36,7 +32,7 @@ test: ## everything: unit, NAT lab, interop, compose (when Docker is present), b
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	cd test/deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -race ./pkg/mqttbroker/ ./cmd/mqttd/
-	cd third_party/mochi && $(GO) vet ./... && $(GO) test -count=1 -race -p 1 -skip '$(MOCHI_FLAKY)' ./...
+	cd third_party/mochi && $(GO) vet ./... && $(GO) test -count=1 -race -p 1 ./...
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 test-short: ## the tests that need no root and no third-party tools

@@ -58,6 +58,23 @@ func newTestClient() (cl *Client, r net.Conn, w net.Conn) {
 	return
 }
 
+// waitWritten waits until every packet queued for the clients has been
+// written to their pipes, whose readers take each write before it returns.
+// The tests closed the pipes after a fixed sleep, which a loaded machine
+// under -race outran (p2pd patch). It may run in a goroutine of the test.
+func waitWritten(t *testing.T, cls ...*Client) {
+	deadline := time.Now().Add(10 * time.Second)
+	for _, cl := range cls {
+		for atomic.LoadInt32(&cl.State.outboundQty) > 0 {
+			if time.Now().After(deadline) {
+				t.Errorf("client %s: %d packets still queued after 10 s", cl.ID, atomic.LoadInt32(&cl.State.outboundQty))
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+}
+
 func TestNewInflights(t *testing.T) {
 	require.NotNil(t, NewInflights().internal)
 }

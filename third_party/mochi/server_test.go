@@ -326,13 +326,12 @@ func TestServerServe(t *testing.T) {
 	err = s.Serve()
 	require.NoError(t, err)
 
-	time.Sleep(time.Millisecond)
-
 	require.Equal(t, 1, s.Listeners.Len())
 	listener, ok := s.Listeners.Get("t1")
 
 	require.Equal(t, true, ok)
-	require.Equal(t, true, listener.(*listeners.MockListener).IsServing())
+	// Serve starts the listener in a goroutine (p2pd patch: was a 1 ms sleep)
+	require.Eventually(t, listener.(*listeners.MockListener).IsServing, 10*time.Second, time.Millisecond)
 }
 
 func TestServerServeFromConfig(t *testing.T) {
@@ -351,13 +350,12 @@ func TestServerServeFromConfig(t *testing.T) {
 	err := s.Serve()
 	require.NoError(t, err)
 
-	time.Sleep(time.Millisecond)
-
 	require.Equal(t, 1, s.Listeners.Len())
 	listener, ok := s.Listeners.Get("mock")
 
 	require.Equal(t, true, ok)
-	require.Equal(t, true, listener.(*listeners.MockListener).IsServing())
+	// Serve starts the listener in a goroutine (p2pd patch: was a 1 ms sleep)
+	require.Eventually(t, listener.(*listeners.MockListener).IsServing, 10*time.Second, time.Millisecond)
 }
 
 func TestServerServeFromConfigListenerError(t *testing.T) {
@@ -1734,8 +1732,10 @@ func TestServerProcessPublishACLCheckDeny(t *testing.T) {
 				require.Equal(t, tx.expectReponse, buf)
 			}
 
-			require.Equal(t, tx.expectDisconnect, cl.Closed())
+			// Stop closes the connection before it marks the client closed:
+			// look once processPublish has returned (p2pd patch).
 			wg.Wait()
+			require.Equal(t, tx.expectDisconnect, cl.Closed())
 		})
 	}
 }
@@ -1866,7 +1866,7 @@ func TestPublishToSubscribersSelfNoLocal(t *testing.T) {
 		pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet
 		pkx.Origin = cl.ID
 		s.publishToSubscribers(pkx)
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -1918,7 +1918,7 @@ func TestPublishToSubscribers(t *testing.T) {
 
 	go func() {
 		s.publishToSubscribers(*packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet)
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl, cl2, cl3) // p2pd patch: was a 1 ms sleep
 		_ = w1.Close()
 		_ = w2.Close()
 		_ = w3.Close()
@@ -1961,7 +1961,7 @@ func TestPublishToSubscribersMessageExpiryDelta(t *testing.T) {
 		pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet
 		pkx.Created = time.Now().Unix() - 30
 		s.publishToSubscribers(pkx)
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w1.Close()
 	}()
 
@@ -1985,7 +1985,7 @@ func TestPublishToSubscribersIdentifiers(t *testing.T) {
 
 	go func() {
 		s.publishToSubscribers(*packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet)
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -2010,7 +2010,7 @@ func TestPublishToSubscribersPkIgnore(t *testing.T) {
 		pk := *packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet
 		pk.Ignore = true
 		s.publishToSubscribers(pk)
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -2039,7 +2039,7 @@ func TestPublishToClientServerDowngradeQos(t *testing.T) {
 		pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).Packet
 		pkx.FixedHeader.Qos = 2
 		_, _ = s.publishToClient(cl, packets.Subscription{Filter: "a/b/c", Qos: 2}, pkx)
-		time.Sleep(time.Microsecond * 100)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -2068,7 +2068,7 @@ func TestPublishToClientSubscriptionDowngradeQos(t *testing.T) {
 		pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).Packet
 		pkx.FixedHeader.Qos = 2
 		_, _ = s.publishToClient(cl, packets.Subscription{Filter: "a/b/c", Qos: 1}, pkx)
-		time.Sleep(time.Microsecond * 100)
+		waitWritten(t, cl) // p2pd patch: was a 100 µs sleep
 		_ = w.Close()
 	}()
 
@@ -2135,7 +2135,7 @@ func TestPublishToClientServerTopicAlias(t *testing.T) {
 		pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishBasicMqtt5).Packet
 		_, _ = s.publishToClient(cl, packets.Subscription{Filter: pkx.TopicName}, pkx)
 		_, _ = s.publishToClient(cl, packets.Subscription{Filter: pkx.TopicName}, pkx)
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a 1 ms sleep
 		_ = w.Close()
 	}()
 
@@ -2246,7 +2246,7 @@ func TestProcessPublishWithTopicAlias(t *testing.T) {
 		pkx.TopicName = ""
 		pkx.Properties.TopicAlias = 1
 		_ = s.processPacket(cl2, pkx)
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl, cl2) // p2pd patch: was a fixed sleep
 		_ = w2.Close()
 		_ = w.Close()
 	}()
@@ -2271,7 +2271,7 @@ func TestPublishToSubscribersExhaustedSendQuota(t *testing.T) {
 	pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).Packet
 	pkx.PacketID = 0
 	s.publishToSubscribers(pkx)
-	time.Sleep(time.Millisecond)
+	waitWritten(t, cl) // p2pd patch: was a fixed sleep
 	_ = w.Close()
 }
 
@@ -2292,7 +2292,7 @@ func TestPublishToSubscribersExhaustedPacketIDs(t *testing.T) {
 	pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).Packet
 	pkx.PacketID = 0
 	s.publishToSubscribers(pkx)
-	time.Sleep(time.Millisecond)
+	waitWritten(t, cl) // p2pd patch: was a fixed sleep
 	_ = w.Close()
 }
 
@@ -2307,7 +2307,7 @@ func TestPublishToSubscribersNoConnection(t *testing.T) {
 	// can we hook into log/slog ?
 	_ = r.Close()
 	s.publishToSubscribers(*packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet)
-	time.Sleep(time.Millisecond)
+	waitWritten(t, cl) // p2pd patch: was a fixed sleep
 	_ = w.Close()
 }
 
@@ -2324,7 +2324,7 @@ func TestPublishRetainedToClient(t *testing.T) {
 
 	go func() {
 		s.publishRetainedToClient(cl, packets.Subscription{Filter: "a/b/c"}, false)
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -2766,7 +2766,7 @@ func TestServerProcessOutboundQos2Flow(t *testing.T) {
 				require.NoError(t, err)
 			}
 
-			time.Sleep(time.Millisecond)
+			waitWritten(t, cl) // p2pd patch: was a fixed sleep
 			_ = w.Close()
 
 			if i != 2 {
@@ -2870,7 +2870,7 @@ func TestServerProcessSubscribeWithRetain(t *testing.T) {
 		err := s.processPacket(cl, *packets.TPacketData[packets.Subscribe].Get(packets.TSubscribe).Packet)
 		require.NoError(t, err)
 
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -2891,7 +2891,7 @@ func TestServerProcessSubscribeDowngradeQos(t *testing.T) {
 		err := s.processPacket(cl, *packets.TPacketData[packets.Subscribe].Get(packets.TSubscribeMany).Packet)
 		require.NoError(t, err)
 
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -2913,7 +2913,7 @@ func TestServerProcessSubscribeWithRetainHandling1(t *testing.T) {
 		err := s.processPacket(cl, *packets.TPacketData[packets.Subscribe].Get(packets.TSubscribeRetainHandling1).Packet)
 		require.NoError(t, err)
 
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -2934,7 +2934,7 @@ func TestServerProcessSubscribeWithRetainHandling2(t *testing.T) {
 		err := s.processPacket(cl, *packets.TPacketData[packets.Subscribe].Get(packets.TSubscribeRetainHandling2).Packet)
 		require.NoError(t, err)
 
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -2955,7 +2955,7 @@ func TestServerProcessSubscribeWithNotRetainAsPublished(t *testing.T) {
 		err := s.processPacket(cl, *packets.TPacketData[packets.Subscribe].Get(packets.TSubscribeRetainAsPublished).Packet)
 		require.NoError(t, err)
 
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -3307,7 +3307,7 @@ func TestServerSendLWTDelayed(t *testing.T) {
 		require.Equal(t, 1, s.loop.willDelayed.Len())
 		s.sendDelayedLWT(time.Now().Unix())
 		require.Equal(t, 0, s.loop.willDelayed.Len())
-		time.Sleep(time.Millisecond)
+		waitWritten(t, cl2) // p2pd patch: was a fixed sleep
 		_ = w.Close()
 	}()
 
@@ -3484,16 +3484,15 @@ func TestServerClose(t *testing.T) {
 		recv <- buf
 	}()
 
-	time.Sleep(time.Millisecond)
 	require.Equal(t, 1, s.Listeners.Len())
 
 	listener, ok := s.Listeners.Get("t1")
 	require.Equal(t, true, ok)
-	require.Equal(t, true, listener.(*listeners.MockListener).IsServing())
+	// Serve starts the listener in a goroutine (p2pd patch: was a 1 ms sleep)
+	require.Eventually(t, listener.(*listeners.MockListener).IsServing, 10*time.Second, time.Millisecond)
 
 	_ = s.Close()
-	time.Sleep(time.Millisecond)
-	require.Equal(t, false, listener.(*listeners.MockListener).IsServing())
+	require.False(t, listener.(*listeners.MockListener).IsServing())
 	require.Equal(t, packets.TPacketData[packets.Disconnect].Get(packets.TDisconnectShuttingDown).RawBytes, <-recv)
 }
 
