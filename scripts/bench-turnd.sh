@@ -24,7 +24,9 @@
 #   - allocations/s: bench/turnload alloc mode, ALLOC_WORKERS closed-loop
 #     workers doing Allocate (with its 401 round trip) + release, each cycle
 #     from a fresh 127.N.x.y source address (coturn holds a released address
-#     for a few seconds), for ALLOC_SECONDS.
+#     for a few seconds), for ALLOC_SECONDS. Reported: allocations/s and
+#     the server's CPU time per 1000 allocations (the workers wait on the
+#     server's answers, so the rate also moves with the shared cores).
 # Relay ports of both servers lie below the kernel's ephemeral range.
 # Needs turnserver, turnutils_uclient and turnutils_peer (make deps).
 set -euo pipefail
@@ -124,33 +126,21 @@ flood() {
   }'
 }
 
-# relayrate PORT SIZE PID: prints "packets/s cpu-ms-per-1000-packets" for
-# one turnload relay run against the server PID.
-relayrate() {
+# turnload PORT PID SECONDS WHAT ARGS...: prints "rate cpu-ms-per-1000" for one
+# bench/turnload run against the server PID (0 0 when it fails). turnload
+# prints "<unit> N in Xs = R/s errors=E".
+turnload() {
+  local port=$1 pid=$2 secs=$3 what=$4 out c0 c1
+  shift 4
   next_subnet
-  local out c0 c1
-  c0=$(cputicks "$3")
-  # prints "packets N in Xs = R/s errors=E"
-  if ! out=$("$work/turnload" -server "127.0.0.1:$1" -subnet "$subnet" -duration "${RELAY_SECONDS}s" \
-    -mode relay -workers "$RELAY_WORKERS" -window "$RELAY_WINDOW" -size "$2"); then
-    echo "bench-turnd: turnload relay ($2 B) against port $1 failed; counted as 0" >&2
+  c0=$(cputicks "$pid")
+  if ! out=$("$work/turnload" -server "127.0.0.1:$port" -subnet "$subnet" -duration "${secs}s" "$@"); then
+    echo "bench-turnd: turnload $what against port $port failed; counted as 0" >&2
     echo "0 0"
     return
   fi
-  c1=$(cputicks "$3")
+  c1=$(cputicks "$pid")
   awk -v ticks=$((c1 - c0)) -v hz="$HZ" '{ r = $6; sub("/s", "", r); printf "%s %.1f\n", r, ($2 > 0) ? ticks * 1e6 / hz / $2 : 0 }' <<<"$out"
-}
-
-allocs() {
-  next_subnet
-  # prints "<unit> N in Xs = R/s errors=E": field 6 is "R/s"
-  local out
-  if ! out=$("$work/turnload" -server "127.0.0.1:$1" -subnet "$subnet" -duration "${ALLOC_SECONDS}s" \
-    -mode alloc -workers "$ALLOC_WORKERS" | awk '{sub("/s", "", $6); print $6}'); then
-    echo "bench-turnd: turnload alloc against port $1 failed; counted as 0" >&2
-    out=0
-  fi
-  echo "${out:-0}"
 }
 
 declare -A res
@@ -163,10 +153,12 @@ for r in $(seq "$ROUNDS"); do
     read -r pps mbit loss cpu < <(flood "$port" 1200 "$pid")
     res[$srv,pps1200]+="$pps "; res[$srv,mbit1200]+="$mbit "; res[$srv,loss1200]+="$loss "; res[$srv,cpu1200]+="$cpu "
     for size in 100 1200; do
-      read -r rate cpu < <(relayrate "$port" "$size" "$pid")
+      read -r rate cpu < <(turnload "$port" "$pid" "$RELAY_SECONDS" "relay ($size B)" \
+        -mode relay -workers "$RELAY_WORKERS" -window "$RELAY_WINDOW" -size "$size")
       res[$srv,relay$size]+="$rate "; res[$srv,rcpu$size]+="$cpu "
     done
-    res[$srv,alloc]+="$(allocs "$port") "
+    read -r rate cpu < <(turnload "$port" "$pid" "$ALLOC_SECONDS" alloc -mode alloc -workers "$ALLOC_WORKERS")
+    res[$srv,alloc]+="$rate "; res[$srv,acpu]+="$cpu "
   done
 done
 
@@ -197,3 +189,4 @@ row "relay at saturation 100 B: server CPU ms per 1000 packets" rcpu100
 row "relay at saturation 1200 B: packets/s" relay1200
 row "relay at saturation 1200 B: server CPU ms per 1000 packets" rcpu1200
 row "allocations/s (turnload, $ALLOC_WORKERS closed-loop workers, fresh addresses)" alloc
+row "allocations: server CPU ms per 1000 allocations" acpu
