@@ -131,6 +131,13 @@ func TestMoveAndCut(t *testing.T) {
 			}
 			var got atomic.Int64
 			sum := make(chan [32]byte, 1)
+			// The writer stops halfway until the move has been seen, so
+			// the second path always has more than the MiB to carry that
+			// the test waits for: unpaced, the stream can end within a
+			// few tens of milliseconds after the first MiB, before a
+			// slow move.
+			const half = total / 2
+			moved := make(chan struct{})
 			loops.Add(2)
 			go func() {
 				defer loops.Done()
@@ -154,6 +161,13 @@ func TestMoveAndCut(t *testing.T) {
 			go func() {
 				defer loops.Done()
 				for off := 0; off < total; off += 7777 {
+					if off >= half && off-7777 < half {
+						select {
+						case <-moved:
+						case <-a.Done():
+							return
+						}
+					}
 					if _, err := a.Write(want[off:min(off+7777, total)]); err != nil {
 						if !ended.Load() {
 							t.Errorf("write at %d: %v", off, err)
@@ -172,6 +186,7 @@ func TestMoveAndCut(t *testing.T) {
 			}
 			waitFor(t, "the move to the second path", func() bool { return a.Active() == "punch" && b.Active() == "punch" })
 			mark := got.Load()
+			close(moved)
 			waitFor(t, "1 MiB over the second path", func() bool { return got.Load() > mark+1<<20 })
 			f, end := &f2, a2
 			if tc.cut == "first" {
