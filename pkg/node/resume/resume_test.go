@@ -203,7 +203,12 @@ func TestMoveAndCut(t *testing.T) {
 			} else {
 				waitFor(t, "the fall back to the first path", func() bool { return a.Active() == "relay" && b.Active() == "relay" })
 			}
-			s := <-sum
+			var s [32]byte
+			select {
+			case s = <-sum:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the stream did not end: %d of %d bytes", got.Load(), total)
+			}
 			if got.Load() != total || s != sha256.Sum256(want) {
 				t.Fatalf("got %d bytes, hash match %v", got.Load(), s == sha256.Sum256(want))
 			}
