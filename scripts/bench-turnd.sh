@@ -126,10 +126,10 @@ flood() {
   }'
 }
 
-# turnload PORT PID SECONDS WHAT ARGS...: prints "rate cpu-ms-per-1000" for one
+# run_turnload PORT PID SECONDS WHAT ARGS...: prints "rate cpu-ms-per-1000" for one
 # bench/turnload run against the server PID (0 0 when it fails). turnload
 # prints "<unit> N in Xs = R/s errors=E".
-turnload() {
+run_turnload() {
   local port=$1 pid=$2 secs=$3 what=$4 out c0 c1
   shift 4
   next_subnet
@@ -153,11 +153,11 @@ for r in $(seq "$ROUNDS"); do
     read -r pps mbit loss cpu < <(flood "$port" 1200 "$pid")
     res[$srv,pps1200]+="$pps "; res[$srv,mbit1200]+="$mbit "; res[$srv,loss1200]+="$loss "; res[$srv,cpu1200]+="$cpu "
     for size in 100 1200; do
-      read -r rate cpu < <(turnload "$port" "$pid" "$RELAY_SECONDS" "relay ($size B)" \
+      read -r rate cpu < <(run_turnload "$port" "$pid" "$RELAY_SECONDS" "relay ($size B)" \
         -mode relay -workers "$RELAY_WORKERS" -window "$RELAY_WINDOW" -size "$size")
       res[$srv,relay$size]+="$rate "; res[$srv,rcpu$size]+="$cpu "
     done
-    read -r rate cpu < <(turnload "$port" "$pid" "$ALLOC_SECONDS" alloc -mode alloc -workers "$ALLOC_WORKERS")
+    read -r rate cpu < <(run_turnload "$port" "$pid" "$ALLOC_SECONDS" alloc -mode alloc -workers "$ALLOC_WORKERS")
     res[$srv,alloc]+="$rate "; res[$srv,acpu]+="$cpu "
   done
 done
