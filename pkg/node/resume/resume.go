@@ -568,10 +568,12 @@ func (s *Conn) pathFailed(p *path, err error) {
 	}
 	switch {
 	case len(s.paths) > 0 || s.err != nil:
-	case !s.ready:
-		// The first path went before its attach exchange, so no byte
-		// was carried: the peer closed a pipe that lost its connect
-		// race without ever running this layer. A clean end.
+	case !s.ready && s.written == 0 && peerClosed(err):
+		// The first path was closed by the peer before its attach
+		// exchange and nothing was written here: the peer closed a pipe
+		// that lost its connect race without ever running this layer.
+		// A clean end. A timeout, a protocol error or bytes of ours that
+		// never left are failures like any other.
 		s.err = io.EOF
 		s.rcond.Broadcast()
 		s.wcond.Broadcast()

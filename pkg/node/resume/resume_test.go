@@ -306,13 +306,56 @@ func FuzzReadFrame(f *testing.F) {
 
 // A peer that closes the first path without running this layer (a pipe
 // that lost its connect race) ends the stream cleanly: nothing was carried.
-func TestUnattachedCloseIsEOF(t *testing.T) {
-	a1, b1 := tcpPair(t)
-	b := New(b1, "relay", 0, Options{})
-	defer b.Close()
-	a1.Close()
-	if _, err := b.Read(make([]byte, 10)); !errors.Is(err, io.EOF) {
-		t.Fatalf("read: %v, want io.EOF", err)
+// Anything else that ends the first path before its attach exchange (bad
+// input, silence, or bytes of ours that never left) fails the stream.
+func TestUnattachedEnd(t *testing.T) {
+	tests := []struct {
+		name  string
+		write bool             // we wrote before the path went
+		peer  func(c net.Conn) // what the peer does instead of attaching
+		clean bool             // the stream reads io.EOF
+	}{
+		{name: "close", peer: func(c net.Conn) { c.Close() }, clean: true},
+		{name: "reset", peer: func(c net.Conn) {
+			_ = c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}, clean: true},
+		{name: "garbage", peer: func(c net.Conn) {
+			_, _ = c.Write([]byte{0xee, 0, 0, 0, 1, 0})
+		}},
+		{name: "cut mid-frame", peer: func(c net.Conn) {
+			_, _ = c.Write([]byte{frameAttach, 0, 0})
+			c.Close()
+		}},
+		{name: "silent", peer: func(net.Conn) {}},
+		{name: "close after our write", write: true, peer: func(c net.Conn) { c.Close() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a1, b1 := tcpPair(t)
+			defer a1.Close()
+			b := New(b1, "relay", 0, Options{Heartbeat: 50 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+			defer b.Close()
+			if tt.write {
+				if _, err := b.Write([]byte("lost?")); err != nil {
+					t.Fatalf("write: %v", err)
+				}
+			}
+			tt.peer(a1)
+			_, err := b.Read(make([]byte, 10))
+			if tt.clean {
+				if !errors.Is(err, io.EOF) {
+					t.Fatalf("read: %v, want io.EOF", err)
+				}
+				return
+			}
+			if err == nil || errors.Is(err, io.EOF) || !errors.Is(err, ErrPathsGone) {
+				t.Fatalf("read: %v, want ErrPathsGone and no io.EOF", err)
+			}
+			if _, werr := b.Write([]byte("x")); !errors.Is(werr, ErrPathsGone) {
+				t.Fatalf("write after the failure: %v, want ErrPathsGone", werr)
+			}
+		})
 	}
 }
 
