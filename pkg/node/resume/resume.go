@@ -76,6 +76,10 @@ type PathInfo struct {
 // ErrPathsGone is the failure of a stream whose every path died.
 var ErrPathsGone = errors.New("resume: every path is gone")
 
+// ErrUnread is returned by Close when the peer's application had not read
+// everything written.
+var ErrUnread = errors.New("resume: closed before the peer read everything")
+
 // ErrClosed is returned by operations on a locally closed Conn.
 var ErrClosed = net.ErrClosed
 
@@ -302,7 +306,9 @@ func (s *Conn) Read(b []byte) (int, error) {
 }
 
 // Close waits up to Options.Linger for the peer to read what was written,
-// tells it the stream ended, and closes every path.
+// tells it the stream ended, and closes every path. It returns ErrUnread
+// when some of what was written was not read by then (the peer closed
+// first, every path is gone, or the linger ran out): those bytes are lost.
 func (s *Conn) Close() error {
 	s.mu.Lock()
 	if s.closing {
@@ -322,6 +328,10 @@ func (s *Conn) Close() error {
 		s.wcond.Wait()
 	}
 	t.Stop()
+	var err error
+	if unread := s.written - s.acked; unread > 0 {
+		err = fmt.Errorf("%w: %d bytes", ErrUnread, unread)
+	}
 	p, end := s.act, s.written
 	paths := append([]*path(nil), s.paths...)
 	s.paths = nil
@@ -334,7 +344,7 @@ func (s *Conn) Close() error {
 		q.close()
 	}
 	s.finish()
-	return nil
+	return err
 }
 
 func (s *Conn) finish() {

@@ -248,7 +248,9 @@ func TestCloseControlAndLastPath(t *testing.T) {
 		}
 		done <- all
 	}()
-	a.Close()
+	if err := a.Close(); err != nil {
+		t.Errorf("close once the peer read everything: %v", err)
+	}
 	if all := <-done; !bytes.Equal(all, msg) {
 		t.Fatalf("read %d bytes, want %d", len(all), len(msg))
 	}
@@ -354,6 +356,28 @@ func TestUnattachedEnd(t *testing.T) {
 			}
 			if _, werr := b.Write([]byte("x")); !errors.Is(werr, ErrPathsGone) {
 				t.Fatalf("write after the failure: %v, want ErrPathsGone", werr)
+			}
+		})
+	}
+}
+
+// Close says when what was written was not read: the peer closed without
+// reading it, or it did not read it within the linger.
+func TestCloseUnread(t *testing.T) {
+	for _, peerCloses := range []bool{true, false} {
+		t.Run(fmt.Sprintf("peer closes %v", peerCloses), func(t *testing.T) {
+			a1, b1 := tcpPair(t)
+			a := New(a1, "one", 0, Options{Linger: 200 * time.Millisecond})
+			b := New(b1, "one", 0, Options{})
+			defer b.Close()
+			if _, err := a.Write(make([]byte, 1000)); err != nil {
+				t.Fatal(err)
+			}
+			if peerCloses {
+				b.Close()
+			}
+			if err := a.Close(); !errors.Is(err, ErrUnread) {
+				t.Fatalf("close: %v, want ErrUnread", err)
 			}
 		})
 	}
