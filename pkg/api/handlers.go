@@ -20,6 +20,7 @@ import (
 	"github.com/p2pd-go/p2pd/pkg/agent"
 	"github.com/p2pd-go/p2pd/pkg/netif"
 	"github.com/p2pd-go/p2pd/pkg/node"
+	"github.com/p2pd-go/p2pd/pkg/node/resume"
 	"github.com/p2pd-go/p2pd/pkg/peeraddr"
 	"github.com/p2pd-go/p2pd/pkg/pipe"
 )
@@ -357,7 +358,16 @@ func (s *Server) closeCon(c echo.Context) error {
 	if cn == nil {
 		return err
 	}
-	cn.pipe.Close()
+	err = cn.pipe.Close()
 	s.cons.remove(cn.name, cn)
+	if errors.Is(err, resume.ErrUnread) {
+		// Closed all the same, but what was sent may never arrive: say so
+		// rather than answer a plain success.
+		return reply(c, map[string]any{"closed": cn.name, "error": errSendFailed,
+			"msg": "closed before the peer read everything sent (" + err.Error() + ")"})
+	}
+	if err != nil {
+		s.cfg.Log.Info("api: close", "name", cn.name, "err", err)
+	}
 	return reply(c, map[string]any{"closed": cn.name, "error": errOK})
 }
