@@ -7,6 +7,10 @@
 # sockets x WINDOW in flight).
 # Both servers listen on 127.0.0.1 + 127.0.0.2 (RFC 5780 mode); stund runs
 # with its rate limit off (--rate 0) because coturn has none.
+# Then (PINNED=1, the default where taskset exists and there are 2+ CPUs)
+# both shapes again with each server pinned to CPU 0 and the load generator
+# to the others, as when clients run on other hosts: the load generator's
+# CPU no longer competes with the server's, so the ratio is the servers'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -14,6 +18,8 @@ DURATION=${DURATION:-3s}
 CLOSED_SOCKETS=${CLOSED_SOCKETS:-16}
 SOCKETS=${SOCKETS:-8}
 WINDOW=${WINDOW:-4}
+ncpu=$(nproc)
+PINNED=${PINNED:-$(command -v taskset >/dev/null && ((ncpu >= 2)) && echo 1 || echo 0)}
 
 if ! command -v turnserver >/dev/null; then
   echo "bench-stund: turnserver (coturn) missing: run make deps" >&2
@@ -31,16 +37,6 @@ trap cleanup EXIT
 CGO_ENABLED=0 go build -o "$tmp/stund" ./cmd/stund
 go build -o "$tmp/stunload" ./bench/stunload
 
-# Free-looking high ports, chosen at random to avoid other users.
-sp=$((20000 + RANDOM % 5000 * 2))
-cp=$((30000 + RANDOM % 1000 * 2)) # below the ephemeral range: coturn binds TCP as well
-"$tmp/stund" --primary-ip4 127.0.0.1 --alternate-ip4 127.0.0.2 --port "$sp" --alt-port $((sp + 1)) \
-  --rate 0 --admin "" --log-level warn 2>"$tmp/stund.log" &
-pids+=($!)
-turnserver -n --listening-ip 127.0.0.1 --listening-ip 127.0.0.2 --listening-port "$cp" \
-  --alt-listening-port $((cp + 1)) --stun-only --no-tls --no-dtls --no-cli \
-  --log-file "$tmp/coturn.log" --simple-log --pidfile "$tmp/coturn.pid" >/dev/null 2>&1 &
-pids+=($!)
 ready() {
   for _ in $(seq 50); do
     rps=$("$tmp/stunload" -server "$1" -duration 100ms -sockets 1 -window 1 -timeout 50ms -format tsv | cut -f1)
@@ -51,10 +47,29 @@ ready() {
   cat "$tmp/$2.log" >&2 || true
   exit 1
 }
-ready "127.0.0.1:$sp" stund
-ready "127.0.0.1:$cp" coturn
 
-load() { "$tmp/stunload" -server "$1" -duration "$DURATION" -sockets "$2" -window "$3" -format tsv; }
+# start_servers PREFIX...: both servers under PREFIX (empty, or a taskset
+# command), on free-looking high ports chosen at random to avoid other users.
+start_servers() {
+  sp=$((20000 + RANDOM % 5000 * 2))
+  cp=$((30000 + RANDOM % 1000 * 2)) # below the ephemeral range: coturn binds TCP as well
+  "$@" "$tmp/stund" --primary-ip4 127.0.0.1 --alternate-ip4 127.0.0.2 --port "$sp" --alt-port $((sp + 1)) \
+    --rate 0 --admin "" --log-level warn 2>"$tmp/stund.log" &
+  pids+=($!)
+  spid=$!
+  "$@" turnserver -n --listening-ip 127.0.0.1 --listening-ip 127.0.0.2 --listening-port "$cp" \
+    --alt-listening-port $((cp + 1)) --stun-only --no-tls --no-dtls --no-cli \
+    --log-file "$tmp/coturn.log" --simple-log --pidfile "$tmp/coturn.pid" >/dev/null 2>&1 &
+  pids+=($!)
+  cpid=$!
+  ready "127.0.0.1:$sp" stund
+  ready "127.0.0.1:$cp" coturn
+}
+stop_servers() {
+  kill "$spid" "$cpid" 2>/dev/null || true
+  wait "$spid" "$cpid" 2>/dev/null || true
+}
+load() { "${loadpin[@]}" "$tmp/stunload" -server "$1" -duration "$DURATION" -sockets "$2" -window "$3" -format tsv; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { cut -f"$2" "$1" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
@@ -85,5 +100,15 @@ shape() {
   echo "| coturn $version | $c_rps | $c_p50 | $c_p99 | $(col "$tmp/coturn.tsv" 4) | $(cut -f1 "$tmp/coturn.tsv" | tr '\n' ' ')|"
   echo "| stund / coturn | $(ratio "$s_rps" "$c_rps") | $(ratio "$s_p50" "$c_p50") | $(ratio "$s_p99" "$c_p99") | | |"
 }
+loadpin=()
+start_servers
 shape "closed loop, $CLOSED_SOCKETS clients x 1 request in flight" "$CLOSED_SOCKETS" 1
 shape "pipelined, $SOCKETS sockets x $WINDOW in flight" "$SOCKETS" "$WINDOW"
+stop_servers
+if [[ $PINNED == 1 ]]; then
+  loadpin=(taskset -c "1-$((ncpu - 1))")
+  start_servers taskset -c 0
+  shape "closed loop, $CLOSED_SOCKETS clients x 1 request in flight, server on CPU 0, load generator on the others" "$CLOSED_SOCKETS" 1
+  shape "pipelined, $SOCKETS sockets x $WINDOW in flight, server on CPU 0, load generator on the others" "$SOCKETS" "$WINDOW"
+  stop_servers
+fi
