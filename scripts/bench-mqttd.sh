@@ -36,6 +36,9 @@ trap cleanup EXIT
 
 go build -o "$tmp/mqttd" ./cmd/mqttd
 go build -o "$tmp/mqttload" ./bench/mqttload
+# shellcheck source=scripts/steal.sh
+. scripts/steal.sh
+mark=$(steal_mark)
 load=$tmp/mqttload
 
 wait_port() { # host port
@@ -122,3 +125,5 @@ if (( IDLE > 0 )); then
       "$(field rss_after_mib <<<"$line")" "$(field kib_per_conn <<<"$line")"
   done
 fi
+echo
+echo "CPU time stolen by the hypervisor during this run: $(steal_since "$mark")"

@@ -17,6 +17,9 @@ BENCHTIME=${BENCHTIME:-2s}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 go test -c -o "$tmp/api.test" ./pkg/api
+# shellcheck source=scripts/steal.sh
+. scripts/steal.sh
+mark=$(steal_mark)
 for r in $(seq "$ROUNDS"); do
   (cd pkg/api && "$tmp/api.test" -test.run '^$' -test.bench '^BenchmarkPipeThroughput$' \
     -test.benchtime "$BENCHTIME") | awk -v r="$r" '/MB\/s/ {
@@ -41,3 +44,5 @@ awk '
       printf "| %s | %.0f | %.2fx | %.2f | %s |\n", s, med[s], med[s] / med["raw-loopback-tcp"], mcpu[s], substr(v[s], 2)
     }
   }' "$tmp/rounds"
+echo
+echo "CPU time stolen by the hypervisor during this run: $(steal_since "$mark")"

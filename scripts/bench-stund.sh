@@ -36,6 +36,9 @@ trap cleanup EXIT
 
 CGO_ENABLED=0 go build -o "$tmp/stund" ./cmd/stund
 go build -o "$tmp/stunload" ./bench/stunload
+# shellcheck source=scripts/steal.sh
+. scripts/steal.sh
+mark=$(steal_mark)
 
 ready() {
   for _ in $(seq 50); do
@@ -112,3 +115,5 @@ if [[ $PINNED == 1 ]]; then
   shape "pipelined, $SOCKETS sockets x $WINDOW in flight, server on CPU 0, load generator on the others" "$SOCKETS" "$WINDOW"
   stop_servers
 fi
+echo
+echo "CPU time stolen by the hypervisor during this run: $(steal_since "$mark")"

@@ -27,6 +27,11 @@
 #     for a few seconds), for ALLOC_SECONDS. Reported: allocations/s and
 #     the server's CPU time per 1000 allocations (the workers wait on the
 #     server's answers, so the rate also moves with the shared cores).
+#   - then (PINNED=1, the default where taskset exists and there are 2+
+#     CPUs) relay at saturation and allocations again, each server on CPU 0
+#     (coturn with --relay-threads 1 to match) and turnload on the others,
+#     as when clients run on other hosts: the load generator's CPU no longer
+#     competes with the server's.
 # Relay ports of both servers lie below the kernel's ephemeral range.
 # Needs turnserver, turnutils_uclient and turnutils_peer (make deps).
 set -euo pipefail
@@ -39,6 +44,8 @@ ALLOC_SECONDS=${ALLOC_SECONDS:-3}
 RELAY_WORKERS=${RELAY_WORKERS:-10}
 RELAY_WINDOW=${RELAY_WINDOW:-16}
 RELAY_SECONDS=${RELAY_SECONDS:-3}
+ncpu=$(nproc)
+PINNED=${PINNED:-$(command -v taskset >/dev/null && ((ncpu >= 2)) && echo 1 || echo 0)}
 for t in turnserver turnutils_uclient turnutils_peer; do
   command -v "$t" >/dev/null || { echo "bench-turnd: $t missing (make deps)" >&2; exit 1; }
 done
@@ -54,6 +61,9 @@ trap cleanup EXIT
 
 go build -o "$work/turnd" ./cmd/turnd
 go build -o "$work/turnload" ./bench/turnload
+# shellcheck source=scripts/steal.sh
+. scripts/steal.sh
+mark=$(steal_mark)
 
 # Listening ports lie between the relay ranges and the ephemeral range.
 # uclient also binds a channel to the echo peer's port + 1, and turnd refuses
@@ -62,24 +72,36 @@ base=$((32000 + RANDOM % 700))
 CPORT=$base; TPORT=$((base + 1)); PEER=$((base + 2)); ADMIN=$((base + 5))
 printf 'alice:alice-pw\n' >"$work/users"
 
+# start_servers PREFIX...: both servers, under PREFIX (empty, or a taskset command); COTURN_ARGS adds to coturn's.
 # Same shape for both: loopback only, long-term credentials, realm "bench",
 # loopback peers allowed, relay ports outside the ephemeral range.
-turnserver -n --listening-ip 127.0.0.1 --listening-port "$CPORT" --relay-ip 127.0.0.1 \
-  --min-port 10000 --max-port 20999 --lt-cred-mech --user alice:alice-pw --realm bench \
-  --allow-loopback-peers --allowed-peer-ip=127.0.0.1 --no-tls --no-dtls --no-cli \
-  --log-file "$work/coturn.log" --simple-log --pidfile "$work/coturn.pid" >"$work/coturn.out" 2>&1 &
-pids+=($!)
-CPID=$!
-"$work/turnd" --listen 127.0.0.1 --port "$TPORT" --relay-ip 127.0.0.1 --relay-bind 127.0.0.1 \
-  --relay-min-port 21000 --relay-max-port 31999 --users-file "$work/users" --realm bench \
-  --allow-peer 127.0.0.0/8 --max-allocations-per-user 0 --max-allocations 0 \
-  --admin "127.0.0.1:$ADMIN" --log-level warn >"$work/turnd.out" 2>&1 &
-pids+=($!)
-TPID=$!
+COTURN_ARGS=()
+start_servers() {
+  "$@" turnserver -n --listening-ip 127.0.0.1 --listening-port "$CPORT" --relay-ip 127.0.0.1 \
+    --min-port 10000 --max-port 20999 --lt-cred-mech --user alice:alice-pw --realm bench \
+    --allow-loopback-peers --allowed-peer-ip=127.0.0.1 --no-tls --no-dtls --no-cli "${COTURN_ARGS[@]}" \
+    --log-file "$work/coturn.log" --simple-log --pidfile "$work/coturn.pid" >"$work/coturn.out" 2>&1 &
+  pids+=($!)
+  CPID=$!
+  "$@" "$work/turnd" --listen 127.0.0.1 --port "$TPORT" --relay-ip 127.0.0.1 --relay-bind 127.0.0.1 \
+    --relay-min-port 21000 --relay-max-port 31999 --users-file "$work/users" --realm bench \
+    --allow-peer 127.0.0.0/8 --max-allocations-per-user 0 --max-allocations 0 \
+    --admin "127.0.0.1:$ADMIN" --log-level warn >"$work/turnd.out" 2>&1 &
+  pids+=($!)
+  TPID=$!
+  sleep 2
+}
+stop_servers() {
+  kill "$CPID" "$TPID" 2>/dev/null || true
+  wait "$CPID" "$TPID" 2>/dev/null || true
+}
 turnutils_peer -L 127.0.0.1 -p "$PEER" >"$work/peer.out" 2>&1 &
 pids+=($!)
-sleep 2
+start_servers
 
+# Every run takes the next 127.N.0.0/16 for its client addresses. The runs
+# are read through process substitution (a subshell), so the parent calls
+# next_subnet before each.
 subnet=10
 next_subnet() { subnet=$((subnet + 1)); }
 
@@ -90,7 +112,6 @@ HZ=$(getconf CLK_TCK)
 # flood PORT SIZE PID: prints "packets/s Mbit/s loss% cpu-ms-per-1000-echoes"
 # for one uclient run against the server PID.
 flood() {
-  next_subnet
   local total=$((UCLIENT_CLIENTS * UCLIENT_MSGS)) line s r t t0="" r0=0 tl="" rl=0 still=0 sent=0 recv=0
   local fd ucpid c0 c1
   c0=$(cputicks "$3")
@@ -132,9 +153,8 @@ flood() {
 run_turnload() {
   local port=$1 pid=$2 secs=$3 what=$4 out c0 c1
   shift 4
-  next_subnet
   c0=$(cputicks "$pid")
-  if ! out=$("$work/turnload" -server "127.0.0.1:$port" -subnet "$subnet" -duration "${secs}s" "$@"); then
+  if ! out=$("${loadpin[@]}" "$work/turnload" -server "127.0.0.1:$port" -subnet "$subnet" -duration "${secs}s" "$@"); then
     echo "bench-turnd: turnload $what against port $port failed; counted as 0" >&2
     echo "0 0"
     return
@@ -143,24 +163,50 @@ run_turnload() {
   awk -v ticks=$((c1 - c0)) -v hz="$HZ" '{ r = $6; sub("/s", "", r); printf "%s %.1f\n", r, ($2 > 0) ? ticks * 1e6 / hz / $2 : 0 }' <<<"$out"
 }
 
+loadpin=()
 declare -A res
 for r in $(seq "$ROUNDS"); do
   order="coturn turnd"; ((r % 2 == 0)) && order="turnd coturn"
   for srv in $order; do
     port=$CPORT pid=$CPID; [[ $srv == turnd ]] && port=$TPORT pid=$TPID
+    next_subnet
     read -r pps mbit loss cpu < <(flood "$port" 100 "$pid")
     res[$srv,pps100]+="$pps "; res[$srv,loss100]+="$loss "; res[$srv,cpu100]+="$cpu "
+    next_subnet
     read -r pps mbit loss cpu < <(flood "$port" 1200 "$pid")
     res[$srv,pps1200]+="$pps "; res[$srv,mbit1200]+="$mbit "; res[$srv,loss1200]+="$loss "; res[$srv,cpu1200]+="$cpu "
-    for size in 100 1200; do
-      read -r rate cpu < <(run_turnload "$port" "$pid" "$RELAY_SECONDS" "relay ($size B)" \
-        -mode relay -workers "$RELAY_WORKERS" -window "$RELAY_WINDOW" -size "$size")
-      res[$srv,relay$size]+="$rate "; res[$srv,rcpu$size]+="$cpu "
-    done
-    read -r rate cpu < <(run_turnload "$port" "$pid" "$ALLOC_SECONDS" alloc -mode alloc -workers "$ALLOC_WORKERS")
-    res[$srv,alloc]+="$rate "; res[$srv,acpu]+="$cpu "
   done
 done
+
+# saturation KEYPREFIX: one turnload relay run per size and one alloc run per
+# server, ROUNDS interleaved rounds.
+saturation() {
+  local r srv order port pid size rate cpu
+  for r in $(seq "$ROUNDS"); do
+    order="coturn turnd"; ((r % 2 == 0)) && order="turnd coturn"
+    for srv in $order; do
+      port=$CPORT pid=$CPID; [[ $srv == turnd ]] && port=$TPORT pid=$TPID
+      for size in 100 1200; do
+        next_subnet
+        read -r rate cpu < <(run_turnload "$port" "$pid" "$RELAY_SECONDS" "relay ($size B)" \
+          -mode relay -workers "$RELAY_WORKERS" -window "$RELAY_WINDOW" -size "$size")
+        res[$srv,$1relay$size]+="$rate "; res[$srv,$1rcpu$size]+="$cpu "
+      done
+      next_subnet
+      read -r rate cpu < <(run_turnload "$port" "$pid" "$ALLOC_SECONDS" alloc -mode alloc -workers "$ALLOC_WORKERS")
+      res[$srv,$1alloc]+="$rate "; res[$srv,$1acpu]+="$cpu "
+    done
+  done
+}
+saturation ""
+if [[ $PINNED == 1 ]]; then
+  stop_servers
+  COTURN_ARGS=(--relay-threads 1)
+  start_servers taskset -c 0
+  loadpin=(taskset -c "1-$((ncpu - 1))")
+  saturation pin
+  stop_servers
+fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -190,3 +236,14 @@ row "relay at saturation 1200 B: packets/s" relay1200
 row "relay at saturation 1200 B: server CPU ms per 1000 packets" rcpu1200
 row "allocations/s (turnload, $ALLOC_WORKERS closed-loop workers, fresh addresses)" alloc
 row "allocations: server CPU ms per 1000 allocations" acpu
+if [[ $PINNED == 1 ]]; then
+  p="server on CPU 0, turnload on the others"
+  row "relay at saturation 100 B, $p: packets/s" pinrelay100
+  row "relay at saturation 100 B, $p: server CPU ms per 1000 packets" pinrcpu100
+  row "relay at saturation 1200 B, $p: packets/s" pinrelay1200
+  row "relay at saturation 1200 B, $p: server CPU ms per 1000 packets" pinrcpu1200
+  row "allocations/s, $p" pinalloc
+  row "allocations, $p: server CPU ms per 1000 allocations" pinacpu
+fi
+echo
+echo "CPU time stolen by the hypervisor during this run: $(steal_since "$mark")"
