@@ -68,8 +68,8 @@ type Hello struct {
 	Kind   string `json:"kind"` // how the pipe was made: direct, reverse, punch, relay
 	// Resume says both ends run the pipe in pkg/node/resume, so it can move
 	// to another path later (pipe migration, docs/agent.md). Only sent to
-	// a peer that said it understands it (older peers refuse unknown
-	// fields).
+	// a peer that said it understands it (agents before the hello ignored
+	// unknown fields refuse them).
 	Resume bool `json:"resume,omitempty"`
 	// Handshake is how long the inbound handshake took (set by the node
 	// for OnPipe; never sent).
@@ -168,15 +168,21 @@ func Initiate(ctx context.Context, c net.Conn, id *identity.Identity, peer [iden
 }
 
 func initiate(ctx context.Context, c net.Conn, id *identity.Identity, peer [identity.KeySize]byte, hello Hello, suite noise.CipherSuite) (*SecureConn, error) {
+	payload, err := json.Marshal(hello)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	return initiateWith(ctx, c, id, peer, hello, payload, suite)
+}
+
+// initiateWith sends payload as the encoding of hello (tests send hellos
+// of other versions).
+func initiateWith(ctx context.Context, c net.Conn, id *identity.Identity, peer [identity.KeySize]byte, hello Hello, payload []byte, suite noise.CipherSuite) (*SecureConn, error) {
 	defer deadline(ctx, c, 10*time.Second)()
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite: suite, Pattern: noise.HandshakeIK, Initiator: true, Prologue: prologue,
 		StaticKeypair: keypair(id), PeerStatic: peer[:],
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
-	}
-	payload, err := json.Marshal(hello)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
@@ -243,8 +249,9 @@ func Accept(ctx context.Context, c net.Conn, id *identity.Identity) (*SecureConn
 	if len(payload) > maxHello {
 		return nil, hello, fmt.Errorf("%w: hello of %d bytes", ErrHandshake, len(payload))
 	}
+	// Hello fields this version does not know are ignored: a newer agent
+	// may add some, and the payload is already authenticated.
 	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&hello); err != nil {
 		return nil, hello, fmt.Errorf("%w: bad hello: %v", ErrHandshake, err)
 	}

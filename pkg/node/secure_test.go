@@ -101,6 +101,32 @@ func TestHandshake(t *testing.T) {
 	})
 }
 
+// A hello from a newer agent, with a field this version does not know, is
+// accepted with the fields it does know.
+func TestAcceptNewerHello(t *testing.T) {
+	a, b := newID(t), newID(t)
+	c, s := tcpPair(t)
+	ch := make(chan acceptResult, 1)
+	go func() {
+		sc, h, err := Accept(context.Background(), s, b)
+		ch <- acceptResult{sc, h, err}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hello := Hello{PipeID: "p9", Kind: "direct"}
+	payload := []byte(`{"pipe_id":"p9","kind":"direct","resume_token":"abc"}`)
+	if _, err := initiateWith(ctx, c, a, b.Public, hello, payload, initiatorSuite()); err != nil {
+		t.Fatalf("initiator: %v", err)
+	}
+	res := <-ch
+	if res.err != nil {
+		t.Fatalf("responder: %v", res.err)
+	}
+	if res.hello != hello {
+		t.Errorf("hello %+v, want %+v", res.hello, hello)
+	}
+}
+
 func TestAcceptGarbage(t *testing.T) {
 	tests := map[string][]byte{
 		"empty frame":  {0, 0},

@@ -95,12 +95,12 @@ func (o Offer) Marshal() ([]byte, error) {
 	return json.Marshal(o)
 }
 
-// ParseOffer decodes and validates a PUNCH payload; unknown fields are an
-// error.
+// ParseOffer decodes and validates a PUNCH payload. Fields it does not know
+// are ignored, so an offer from a newer agent (with targets of a kind this
+// one cannot punch) still yields the punch both can do.
 func ParseOffer(b []byte) (Offer, error) {
 	var o Offer
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&o); err != nil {
 		return Offer{}, fmt.Errorf("%w: %v", ErrBadOffer, err)
 	}

@@ -46,7 +46,6 @@ func TestParseOfferRefuses(t *testing.T) {
 	for _, tt := range []struct{ name, in string }{
 		{"empty", ``},
 		{"not json", `PUNCH`},
-		{"unknown field", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"x":1}`},
 		{"no targets", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[]}`},
 		{"no targets of either family", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":[]}`},
 		{"IPv4 as an IPv6 target", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":[],"targets6":["203.0.113.1:1"]}`},
@@ -75,8 +74,8 @@ func TestParseOfferRefuses(t *testing.T) {
 }
 
 // TestParseOfferUDP: UDP targets round-trip (IPv4-mapped ones unmapped),
-// and an offer of an agent that does not punch over UDP still parses, with
-// none.
+// an offer of an agent that does not punch over UDP still parses, with
+// none, and so does one of a newer agent with fields this one lacks.
 func TestParseOfferUDP(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -84,6 +83,8 @@ func TestParseOfferUDP(t *testing.T) {
 		udp  []netip.AddrPort
 	}{
 		{"old offer", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"]}`, nil},
+		{"newer offer", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"quic":["203.0.113.1:4433"],"udp":["203.0.113.1:40000"]}`,
+			[]netip.AddrPort{netip.MustParseAddrPort("203.0.113.1:40000")}},
 		{"udp targets", `{"at_us":1,"sent_us":1,"unc_us":0,"targets":["203.0.113.1:1"],"udp":["203.0.113.1:40000","[::ffff:203.0.113.2]:40001"]}`,
 			[]netip.AddrPort{netip.MustParseAddrPort("203.0.113.1:40000"), netip.MustParseAddrPort("203.0.113.2:40001")}},
 	} {

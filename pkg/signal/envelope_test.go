@@ -3,12 +3,14 @@ package signal
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/crypto/nacl/box"
 
 	"github.com/p2pd-go/p2pd/internal/metricstest"
 	"github.com/p2pd-go/p2pd/pkg/identity"
@@ -224,5 +226,27 @@ func TestNewPipeID(t *testing.T) {
 	}
 	if len(a) > MaxPipeIDLen {
 		t.Fatalf("pipe id longer than MaxPipeIDLen")
+	}
+}
+
+// A body from a newer agent, with a field this version does not know,
+// opens with the fields it does know.
+func TestOpenNewerBody(t *testing.T) {
+	alice, bob := mustID(t), mustID(t)
+	plain := []byte(`{"type":"CON","pipe_id":"p2","ttl":30,"ts":` + fmt.Sprint(time.Now().UnixMilli()) +
+		`,"payload":{"a":1},"priority":"high"}`)
+	env := make([]byte, headerSize, headerSize+len(plain)+box.Overhead)
+	env[0] = Version
+	copy(env[1:], alice.Public[:])
+	var nonce [nonceSize]byte
+	nonce[0] = 7
+	copy(env[1+identity.KeySize:], nonce[:])
+	env = box.Seal(env, plain, &nonce, &bob.Public, &alice.Private)
+	m, err := NewOpener(bob, OpenerConfig{}).Open(env)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if m.Type != TypeCon || m.PipeID != "p2" || string(m.Payload) != `{"a":1}` {
+		t.Fatalf("opened %+v", m)
 	}
 }

@@ -93,8 +93,9 @@ func (o *Opener) open(env []byte) (*Message, error) {
 	if !ok {
 		return nil, ErrForged
 	}
+	// Fields this version does not know are ignored (the body is
+	// authenticated; a newer agent may add some).
 	dec := json.NewDecoder(bytes.NewReader(plain))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m.Body); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
