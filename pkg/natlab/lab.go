@@ -152,7 +152,9 @@ func (l *Lab) close() {
 	}
 }
 
-// removeLeftovers deletes lab namespaces whose creating process has exited.
+// removeLeftovers deletes lab namespaces whose creating process has exited,
+// and kills what still runs in them: a test binary that was killed or timed
+// out leaves the servers it started (stund, mqttd, turnd) running there.
 func removeLeftovers(t testing.TB) {
 	entries, err := os.ReadDir("/run/netns")
 	if err != nil {
@@ -167,6 +169,14 @@ func removeLeftovers(t testing.TB) {
 		pid, err := strconv.Atoi(pidText)
 		if err != nil || processAlive(pid) {
 			continue
+		}
+		if pids, err := output(nil, "ip", "netns", "pids", name); err == nil {
+			for _, f := range strings.Fields(pids) {
+				if p, err := strconv.Atoi(f); err == nil {
+					t.Logf("natlab: killing %d, left running in %s", p, name)
+					killProcess(p)
+				}
+			}
 		}
 		if err := run("ip", "netns", "del", name); err != nil {
 			t.Logf("natlab: removing leftover %s: %v", name, err)

@@ -2,13 +2,17 @@ package natlab
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/p2pd-go/p2pd/internal/testenv"
 )
 
 // world is a lab with a NAT router of one behaviour, a private host behind
@@ -359,4 +363,50 @@ func checkUDPFiltering(t *testing.T, w *world, listen func(int) net.PacketConn, 
 		t.Errorf("filtering: got %s (from a1 other port: %v, from a2: %v), want %s", got, sameAddr, otherAddr, want.Filtering)
 	}
 	return srcOther
+}
+
+// TestLeftoverProcesses: a namespace left by a lab whose test binary died
+// is removed with the processes still running in it.
+func TestLeftoverProcesses(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "ip", "sleep")
+	// The pid of a process that has exited stands for the dead test binary.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("%s%d-leftover-test", nsPrefix, dead.Process.Pid)
+	if processAlive(dead.Process.Pid) {
+		t.Skip("the exited process's pid is in use again")
+	}
+	if err := run("ip", "netns", "add", name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = run("ip", "netns", "del", name) })
+	orphan := exec.Command("ip", "netns", "exec", name, "sleep", "600")
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- orphan.Wait() }()
+	t.Cleanup(func() { _ = orphan.Process.Kill() })
+	// ip netns exec has become sleep once the namespace lists it.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if pids, _ := output(nil, "ip", "netns", "pids", name); strings.TrimSpace(pids) != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the process never showed up in the namespace")
+		}
+	}
+
+	removeLeftovers(t)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the process in the leftover namespace still runs")
+	}
+	if _, err := os.Stat("/run/netns/" + name); !os.IsNotExist(err) {
+		t.Errorf("leftover namespace %s not removed (%v)", name, err)
+	}
 }

@@ -30,6 +30,8 @@ func openTap(ns, name string) (*os.File, error) {
 	return f, err
 }
 
+func killProcess(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }
+
 func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || err == syscall.EPERM
