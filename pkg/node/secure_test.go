@@ -37,6 +37,16 @@ type acceptResult struct {
 	err   error
 }
 
+// acceptAsync runs the responder side on s in the background.
+func acceptAsync(s net.Conn, id *identity.Identity) <-chan acceptResult {
+	ch := make(chan acceptResult, 1)
+	go func() {
+		sc, h, err := Accept(context.Background(), s, id)
+		ch <- acceptResult{sc, h, err}
+	}()
+	return ch
+}
+
 func handshake(t *testing.T, initiator, responder *identity.Identity, claimed [identity.KeySize]byte) (*SecureConn, acceptResult, error) {
 	t.Helper()
 	c, s := tcpPair(t)
@@ -106,11 +116,7 @@ func TestHandshake(t *testing.T) {
 func TestAcceptNewerHello(t *testing.T) {
 	a, b := newID(t), newID(t)
 	c, s := tcpPair(t)
-	ch := make(chan acceptResult, 1)
-	go func() {
-		sc, h, err := Accept(context.Background(), s, b)
-		ch <- acceptResult{sc, h, err}
-	}()
+	ch := acceptAsync(s, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hello := Hello{PipeID: "p9", Kind: "direct"}
@@ -183,11 +189,7 @@ func TestCipherSuites(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, s := tcpPair(t)
-			ch := make(chan acceptResult, 1)
-			go func() {
-				sc, h, err := Accept(context.Background(), s, b)
-				ch <- acceptResult{sc, h, err}
-			}()
+			ch := acceptAsync(s, b)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			cc, err := initiate(ctx, c, a, b.Public, Hello{PipeID: "p1", Kind: "direct"}, tc.suite)

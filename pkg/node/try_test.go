@@ -11,11 +11,7 @@ import (
 func TestHelloResume(t *testing.T) {
 	a, b := newID(t), newID(t)
 	c, s := tcpPair(t)
-	ch := make(chan acceptResult, 1)
-	go func() {
-		sc, h, err := Accept(context.Background(), s, b)
-		ch <- acceptResult{sc, h, err}
-	}()
+	ch := acceptAsync(s, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	sent := Hello{PipeID: "p1", Kind: KindRelay, Resume: true}
