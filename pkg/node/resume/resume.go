@@ -431,7 +431,8 @@ func (s *Conn) readPath(p *path) {
 	// readPath pinged first whenever readPath waited longer than a
 	// heartbeat for s.mu or a CPU.
 	go s.heartbeat(p)
-	br := bufio.NewReaderSize(p.c, 64<<10)
+	heard := &countReader{r: p.c}
+	br := bufio.NewReaderSize(heard, 64<<10)
 	var buf []byte
 	for {
 		_ = p.c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
@@ -445,6 +446,12 @@ func (s *Conn) readPath(p *path) {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				err = fmt.Errorf("silent for %v: %w", s.opts.IdleTimeout, err)
+			}
+			if !p.ready && heard.n > 0 && peerClosed(err) {
+				// Bytes of this layer came before the close (or the
+				// reset our attach provoked): not a peer that never ran
+				// it, so not a clean end (pathFailed).
+				err = fmt.Errorf("%w: closed after %d bytes, before an attach: %v", ErrProtocol, heard.n, err)
 			}
 			s.pathFailed(p, fmt.Errorf("resume: path %s: %w", p.label, err))
 			return
